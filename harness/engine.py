@@ -1,0 +1,156 @@
+"""Turns a run spec into a finished, stored run: tasks → runner → lm-eval evaluator → run store."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BadOptionError
+from harness.hashing import json_sha256
+from harness.mirror import resolve_data_dir
+from harness.models.catalog import load_model
+from harness.models.hf import HarnessLM
+from harness.spec import RunSpec, spec_hash
+from harness.store import RunStore
+from harness.tasks import build_task_manager, load_tasks, resolve_task_names
+
+# Config keys that say where data came from, not what the task is.
+_LOCATION_KEYS = ("custom_dataset",)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    results: dict[str, Any]
+
+
+def run_evaluation(spec: RunSpec, runs_dir: str | os.PathLike) -> RunOutcome:
+    """Evaluate spec.model on spec.tasks and store the run; returns where it went."""
+    import lm_eval
+
+    if spec.limit is not None and spec.limit <= 0:
+        raise BadOptionError("--limit must be positive (a count of docs, or a fraction below 1)")
+    if spec.num_fewshot is not None and spec.num_fewshot < 0:
+        raise BadOptionError("--num-fewshot must be 0 or more")
+    started = time.time()
+    data_dir = resolve_data_dir(spec.data_dir)
+    tm = build_task_manager(spec.include_paths, data_dir)
+    names = resolve_task_names(tm, list(spec.tasks))
+    built = load_tasks(tm, names)  # before the model: a missing dataset fails in seconds
+    loaded = load_model(spec.model, device=spec.device, dtype=spec.dtype)
+    lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size)
+    seeds = spec.seeds()
+    results = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=built,
+        task_manager=tm,
+        num_fewshot=spec.num_fewshot,
+        limit=spec.limit,
+        gen_kwargs=dict(spec.gen_kwargs) if spec.gen_kwargs else None,
+        apply_chat_template=spec.apply_chat_template,
+        system_instruction=spec.system_instruction,
+        bootstrap_iters=spec.bootstrap_iters,
+        log_samples=True,
+        random_seed=seeds["random"],
+        numpy_random_seed=seeds["numpy"],
+        torch_random_seed=seeds["torch"],
+        fewshot_random_seed=seeds["fewshot"],
+    )
+    samples = results.pop("samples", {})
+    tasks = task_records(results, samples)
+    identity = loaded.identity
+    run_hash = spec_hash(spec, identity, {name: t["config_sha256"] for name, t in tasks.items()})
+    store = RunStore(runs_dir)
+    run_id = store.new_run_id(spec.model, run_hash)
+    results["harness"] = {"run_id": run_id, "spec_sha256": run_hash, "model": identity}
+    spec_record = {
+        "run_id": run_id,
+        "spec_sha256": run_hash,
+        "spec": spec.to_dict(),
+        "data_dir": str(data_dir) if data_dir else None,
+        "model": identity,
+        "tasks": tasks,
+    }
+    env = collect_env(identity, started)
+    run_dir = store.write_run(run_id, results, flatten_samples(samples), spec_record, env)
+    return RunOutcome(run_id, run_dir, results)
+
+
+def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str, dict[str, Any]]:
+    """Per leaf task: version, config hash, shots, settings used, docs evaluated, data hash."""
+    records = {}
+    for name, config in results.get("configs", {}).items():
+        config = {k: v for k, v in config.items() if k not in _LOCATION_KEYS}
+        meta = dict(config.get("metadata") or {})
+        meta.pop("config_source", None)
+        config["metadata"] = meta
+        doc_hashes = sorted(s.get("doc_hash", "") for s in samples.get(name, []))
+        n = results.get("n-samples", {}).get(name, {})
+        records[name] = {
+            "version": results.get("versions", {}).get(name),
+            "config_sha256": json_sha256(config),
+            "num_fewshot": results.get("n-shot", {}).get(name),
+            "output_type": config.get("output_type"),
+            "generation_kwargs": config.get("generation_kwargs") if config.get("output_type") == "generate_until" else None,
+            "dataset": {"path": config.get("dataset_path"), "name": config.get("dataset_name")},
+            "docs_evaluated": n.get("effective"),
+            "docs_total": n.get("original"),
+            "data_sha256": json_sha256(doc_hashes),
+        }
+    return records
+
+
+def flatten_samples(samples: dict[str, list[dict[str, Any]]]):
+    """lm-eval's per-task sample logs as one stream, each row naming its task and prompt."""
+    for task, rows in samples.items():
+        for row in rows:
+            args = row.get("arguments") or {}
+            first = next(iter(args.values()), {}) if isinstance(args, dict) else (args[0] if args else {})
+            prompt = first.get("arg_0") if isinstance(first, dict) else (first[0] if first else None)
+            yield {"task": task, "prompt": prompt, **row}
+
+
+def collect_env(model_identity: dict[str, Any], started: float) -> dict[str, Any]:
+    """Library versions, device and git state: what is needed to reproduce the numbers."""
+    import torch
+
+    libs = {}
+    for dist in ("harness", "lm_eval", "torch", "transformers", "datasets", "accelerate", "tokenizers", "numpy"):
+        try:
+            libs[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            libs[dist] = None
+    device: dict[str, Any] = {"name": model_identity.get("device"), "torch_threads": torch.get_num_threads(),
+                              "cpu_count": os.cpu_count()}
+    if torch.cuda.is_available():
+        device["cuda"] = torch.cuda.get_device_name(0)
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "libraries": libs,
+        "device": device,
+        "git": _git_state(Path(__file__).resolve().parent),
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+        "seconds": round(time.time() - started, 2),
+        "argv": sys.argv,
+    }
+
+
+def _git_state(path: Path) -> dict[str, Any] | None:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return None  # installed from a wheel, or git absent

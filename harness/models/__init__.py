@@ -1,0 +1,1 @@
+"""Model runners and the catalog of bundled models."""

@@ -1,0 +1,281 @@
+"""The transformers runner: lm-eval's `LM` interface over any causal LM, registered as `harness-hf`.
+
+Tokenisation follows lm-eval's hf backend exactly (TemplateLM's context/continuation split, the
+BOS rules of HFLM.tok_encode, its rolling windows), so the numbers are lm-eval's. What differs is
+how little work it does: identical inputs are computed once, an input that is a prefix of another
+is read off the longer one's forward pass, batches are length-sorted, and only the positions that
+are scored go through the LM head (Gemma's 262k-word head over every position costs gigabytes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lm_eval import utils as lm_utils
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from lm_eval.models.utils import (
+    configure_pad_token,
+    handle_stop_sequences,
+    has_bos_prefix,
+    normalize_gen_kwargs,
+    postprocess_generated_text,
+    resolve_max_length,
+)
+from lm_eval.models.utils_hf import stop_sequences_criteria
+from tqdm import tqdm
+
+from harness.errors import UserError
+from harness.models.catalog import LoadedModel, load_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 2048  # HFLM._DEFAULT_MAX_LENGTH, used when neither config nor tokenizer says
+DEFAULT_BATCH_SIZE = 8
+
+
+@register_model("harness-hf")
+class HarnessLM(TemplateLM):
+    """Causal transformers model behind lm-eval's LM interface."""
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        *,
+        loaded: LoadedModel | None = None,
+        batch_size: int | str | None = DEFAULT_BATCH_SIZE,
+        device: str | None = None,
+        dtype: str | None = None,
+        max_length: int | None = None,
+        add_bos_token: bool | None = None,
+        max_gen_toks: int = 256,
+        **_ignored: Any,  # lm-eval passes max_batch_size etc. to every model
+    ) -> None:
+        super().__init__()
+        if loaded is None:
+            if pretrained is None:
+                raise UserError("harness-hf needs pretrained=<alias, path or hub id>")
+            loaded = load_model(pretrained, device=device, dtype=dtype)
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = configure_pad_token(loaded.tokenizer, model_config=self.model.config)
+        self.batch_size = _parse_batch_size(batch_size)
+        self.add_bos_token = add_bos_token
+        self._max_length = max_length
+        self._max_gen_toks = max_gen_toks
+
+    # ---------------------------------------------------------------- identity and limits
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        if self.tokenizer.bos_token_id is not None:
+            return self.tokenizer.bos_token_id
+        return self.tokenizer.eos_token_id
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length or resolve_max_length(self.model.config, self.tokenizer, default=DEFAULT_MAX_LENGTH)
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self._max_gen_toks
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer.name_or_path.replace("/", "__")
+
+    def get_model_info(self) -> dict:
+        return {"harness_model": self.loaded.identity}
+
+    # ---------------------------------------------------------------- tokenisation (as HFLM)
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len=None, **kwargs):
+        if add_special_tokens is None:
+            add_special_tokens = self.add_bos_token
+            # a prompt that already starts with BOS (chat templates) must not get a second one
+            if has_bos_prefix(string, self.tokenizer.decode(self.prefix_token_id)):
+                add_special_tokens = False
+        special = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
+        encoding = self.tokenizer.encode(string, **special)
+        return encoding[-left_truncate_len:] if left_truncate_len else encoding
+
+    def tok_decode(self, tokens, skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        if not self.tokenizer.chat_template:
+            raise UserError(f"model '{self.loaded.identity.get('name')}' has no chat template: drop --apply-chat-template")
+        kwargs = dict(tokenize=False, add_generation_prompt=add_generation_prompt,
+                      continue_final_message=not add_generation_prompt)
+        try:
+            return self.tokenizer.apply_chat_template(chat_history, **kwargs)
+        except Exception as exc:  # jinja2 TemplateError: e.g. templates that reject a system role
+            if not any(m["role"] == "system" for m in chat_history):
+                raise
+            log.warning("chat template rejected the system role (%s); dropping it as lm-eval does", exc)
+            return self.tokenizer.apply_chat_template([m for m in chat_history if m["role"] != "system"], **kwargs)
+
+    # ---------------------------------------------------------------- scoring
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        """Score (context, continuation) token pairs; each distinct forward pass is run once."""
+        max_len = self.max_length
+        # The model sees ctx+cont minus its last token, left-truncated to max_length (as HFLM).
+        inputs = [tuple((ctx + cont)[-(max_len + 1):][:-1]) for _, ctx, cont in requests]
+        # An input that is a prefix of another is read off the longer one: in lexicographic order a
+        # sequence is a prefix of some other only if it is a prefix of its successor.
+        distinct = sorted(set(inputs))
+        host: dict[tuple, tuple] = {}
+        for i in range(len(distinct) - 1, -1, -1):
+            seq = distinct[i]
+            nxt = distinct[i + 1] if i + 1 < len(distinct) else None
+            host[seq] = host[nxt] if nxt is not None and nxt[: len(seq)] == seq else seq
+        # For every host sequence, the (end, length) spans its requests need scored.
+        spans: dict[tuple, list[int]] = defaultdict(list)
+        for idx, (req, inp) in enumerate(zip(requests, inputs)):
+            spans[host[inp]].append(idx)
+        hosts = sorted(spans, key=lambda s: (-len(s), s))
+
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", unit="req")
+        for start in range(0, len(hosts), self.batch_size):
+            batch = hosts[start : start + self.batch_size]
+            # positions whose logits are needed, union over the batch (each row reads its own)
+            wanted: dict[tuple, list[tuple[int, int, list[int]]]] = {}
+            positions: set[int] = set()
+            for seq in batch:
+                wanted[seq] = []
+                for idx in spans[seq]:
+                    cont = requests[idx][2]
+                    end = len(inputs[idx])  # logits at end-len(cont) .. end-1 predict cont
+                    wanted[seq].append((idx, end, cont))
+                    positions.update(range(end - len(cont), end))
+            keep = sorted(positions)
+            logprobs = self._forward_logprobs(batch, keep)  # [B, len(keep), V]
+            col = {p: j for j, p in enumerate(keep)}
+            for row, seq in enumerate(batch):
+                for idx, end, cont in wanted[seq]:
+                    cols = torch.tensor([col[p] for p in range(end - len(cont), end)])
+                    lp = logprobs[row, cols]  # [len(cont), V]
+                    target = torch.tensor(cont)
+                    score = float(lp.gather(1, target[:, None]).sum())
+                    greedy = bool((lp.argmax(dim=-1) == target).all())
+                    results[idx] = (score, greedy)
+                    req_str = requests[idx][0]
+                    if req_str is not None:
+                        self.cache_hook.add_partial("loglikelihood", req_str, results[idx])
+                    pbar.update(1)
+        pbar.close()
+        return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _forward_logprobs(self, seqs: list[tuple], keep: list[int]) -> torch.Tensor:
+        """Right-padded forward pass; log-softmax (fp32) at the `keep` positions only."""
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, : len(seq)] = torch.tensor(seq)
+        # Right padding needs no mask for a causal model: real positions never attend to pads.
+        keep_t = torch.tensor(keep, device=self.device)
+        logits = self.model(ids.to(self.device), logits_to_keep=keep_t).logits
+        return F.log_softmax(logits.float(), dim=-1).cpu()
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Perplexity-style scores: disjoint rolling windows over each document (as HFLM)."""
+        windows, owner = [], []
+        for i, (string,) in enumerate(req.args for req in requests):
+            token_windows = lm_utils.get_rolling_token_windows(
+                token_list=self.tok_encode(string),
+                prefix_token=self.prefix_token_id,
+                max_seq_len=self.max_length,
+                context_len=1,
+            )
+            for ctx, cont in map(lm_utils.make_disjoint_window, token_windows):
+                windows.append((None, ctx, cont))
+                owner.append(i)
+        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
+        totals = [0.0] * len(requests)
+        for i, (score, _) in zip(owner, scores):
+            totals[i] += score
+        for req, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+    # ---------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Batched generation (left padding, KV cache) with lm-eval's stop and cleanup rules."""
+        results: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            groups[repr(sorted(req.args[1].items(), key=lambda kv: kv[0]))].append(i)
+        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", unit="req")
+        for members in groups.values():
+            gen_kwargs = dict(requests[members[0]].args[1])
+            kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+            max_gen_toks = kwargs.pop("max_gen_toks")
+            kwargs.pop("max_length", None)
+            max_ctx_len = self.max_length - max_gen_toks
+            if max_ctx_len <= 0:
+                raise UserError(f"max_gen_toks={max_gen_toks} leaves no room for a prompt in {self.max_length} tokens")
+            if kwargs.get("temperature", 0.0) == 0.0 and kwargs.get("do_sample") is None:
+                kwargs["do_sample"] = False
+            if kwargs.get("do_sample") is False:
+                kwargs.pop("temperature", None)
+            encoded = {i: self.tok_encode(requests[i].args[0], left_truncate_len=max_ctx_len) for i in members}
+            order = sorted(members, key=lambda i: -len(encoded[i]))
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                width = max(len(encoded[i]) for i in batch)
+                ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
+                    mask[row, width - len(encoded[i]):] = 1
+                out = self.model.generate(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_length=width + max_gen_toks,
+                    stopping_criteria=stop_sequences_criteria(self.tokenizer, until, width, len(batch)),
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    use_cache=True,
+                    **kwargs,
+                )
+                for row, i in enumerate(batch):
+                    text = postprocess_generated_text(self.tok_decode(out[row, width:].tolist()), until, None)
+                    results[i] = text
+                    self.cache_hook.add_partial("generate_until", requests[i].args, text)
+                    pbar.update(1)
+        pbar.close()
+        return results  # type: ignore[return-value]
+
+
+def _parse_batch_size(value: int | str | None) -> int:
+    if value in (None, "", "auto"):
+        return DEFAULT_BATCH_SIZE
+    try:
+        size = int(str(value).split(":")[0])
+    except ValueError:
+        raise UserError(f"batch size must be a positive integer, not '{value}'") from None
+    if size < 1:
+        raise UserError(f"batch size must be a positive integer, not '{value}'")
+    return size
+
+
+def lm_eval_cli() -> None:
+    """`harness-lm-eval ...`: lm-eval's own CLI with `--model harness-hf` registered."""
+    from lm_eval.__main__ import cli_evaluate
+
+    cli_evaluate()

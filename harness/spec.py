@@ -1,0 +1,81 @@
+"""The run spec: everything that decides a run's numbers. Its hash is the run's identity."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lm_eval.utils import simple_parse_args_string
+
+from harness.errors import BadOptionError
+from harness.hashing import json_sha256
+
+# lm-eval's own defaults (simple_evaluate): python random 0, numpy/torch/few-shot 1234.
+LM_EVAL_SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
+
+# Generation settings the runner honours; --gen-kwargs keys outside this set are refused.
+GEN_KWARGS = {
+    "temperature", "top_p", "top_k", "do_sample", "max_gen_toks", "until", "num_beams",
+    "repetition_penalty", "min_new_tokens",
+}
+GEN_KWARGS_ALIASES = {"max_new_tokens": "max_gen_toks", "stop": "until"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str
+    tasks: tuple[str, ...]
+    num_fewshot: int | None = None
+    limit: float | None = None
+    batch_size: int = 8
+    seed: int | None = None  # None: lm-eval's default seeds, so numbers match lm-eval's
+    gen_kwargs: dict[str, Any] | None = None
+    apply_chat_template: bool = False
+    system_instruction: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    bootstrap_iters: int = 1000
+    # where things are read from; not part of the identity
+    data_dir: str | None = None
+    include_paths: tuple[str, ...] = field(default_factory=tuple)
+
+    def seeds(self) -> dict[str, int]:
+        if self.seed is None:
+            return dict(LM_EVAL_SEEDS)
+        return {k: self.seed for k in LM_EVAL_SEEDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        d["include_paths"] = list(self.include_paths)
+        d["seeds"] = self.seeds()
+        return d
+
+
+def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[str, str]) -> str:
+    """Identity of a run: settings that change numbers, the model's weights, the tasks' configs."""
+    settings = spec.to_dict()
+    for location in ("data_dir", "include_paths", "model", "tasks"):
+        settings.pop(location)
+    weights = {k: model_identity.get(k) for k in ("sha256", "hub_id", "revision", "dtype")}
+    return json_sha256({"settings": settings, "model": weights, "tasks": task_hashes})
+
+
+def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:
+    """`--gen-kwargs`: `k=v,k=v` (lm-eval's form) or a JSON object; unknown keys are refused."""
+    if not text:
+        return None
+    try:
+        parsed = json.loads(text) if text.lstrip().startswith("{") else simple_parse_args_string(text)
+    except (ValueError, IndexError) as exc:
+        raise BadOptionError(f"--gen-kwargs '{text}': expected k=v,k=v or a JSON object ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise BadOptionError(f"--gen-kwargs '{text}': expected k=v,k=v or a JSON object")
+    out = {}
+    for key, value in parsed.items():
+        key = GEN_KWARGS_ALIASES.get(key, key)
+        if key not in GEN_KWARGS:
+            raise BadOptionError(f"--gen-kwargs: unknown setting '{key}' (known: {', '.join(sorted(GEN_KWARGS))})")
+        out[key] = value
+    return out

@@ -1,0 +1,157 @@
+"""Finding task YAMLs (packaged tasks/ plus --include-path folders) and building lm-eval tasks.
+
+Tasks are lm-eval's: its TaskManager indexes the YAMLs and builds Task/Group objects. The one
+thing we add is where data comes from: with a mirror, every task whose dataset the mirror holds
+is given lm-eval's own `custom_dataset` hook pointing at it, so nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lm_eval.api.group import Group
+from lm_eval.api.task import Task
+from lm_eval.tasks import TaskManager
+from lm_eval.tasks._factory import TaskFactory
+from lm_eval.tasks._index import Kind
+from lm_eval.tasks._yaml_loader import load_yaml
+
+import harness
+from harness.errors import DataUnavailableError, TaskConfigError, UnknownTaskError, UserError
+from harness.mirror import load_from_mirror, mirror_source
+
+
+def packaged_tasks_dir() -> Path:
+    """tasks/ as shipped in the wheel (harness/_tasks), or at the repo root in a source checkout."""
+    here = Path(harness.__file__).parent
+    wheel = here / "_tasks"
+    return wheel if wheel.is_dir() else here.parent / "tasks"
+
+
+class MirrorTaskFactory(TaskFactory):
+    """lm-eval's TaskFactory, reading datasets from a local mirror when one is given."""
+
+    def __init__(self, *, meta: dict[str, Any] | None = None, data_dir: Path | None = None):
+        super().__init__(meta=meta)
+        self.data_dir = data_dir
+
+    def _load_full_config(self, entry, overrides=None) -> dict[str, Any]:
+        cfg = super()._load_full_config(entry, overrides)
+        path = cfg.get("dataset_path")
+        if self.data_dir is not None and path and cfg.get("custom_dataset") is None:
+            cfg["custom_dataset"] = functools.partial(load_from_mirror, self.data_dir, path, cfg.get("dataset_name"))
+        return cfg
+
+    def _build_task(self, entry, overrides):
+        try:
+            return super()._build_task(entry, overrides)
+        except UserError:
+            raise
+        except Exception as exc:  # datasets/hub errors come in many classes; name the task and the fix
+            if entry.yaml_path is None or not _is_data_error(exc):
+                raise
+            cfg = load_yaml(entry.yaml_path, resolve_func=False)
+            where = f"the mirror {self.data_dir}" if self.data_dir else "the hub (offline? pass --data-dir DIR)"
+            raise DataUnavailableError(
+                f"task '{entry.name}': dataset {cfg.get('dataset_path')}"
+                f"{'/' + str(cfg['dataset_name']) if cfg.get('dataset_name') else ''} could not be loaded from {where}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    names = {type(e).__module__.split(".")[0] for e in _chain(exc)}
+    return bool(names & {"datasets", "huggingface_hub", "requests", "urllib3", "fsspec", "aiohttp"}) or any(
+        isinstance(e, (ConnectionError, FileNotFoundError, TimeoutError)) for e in _chain(exc)
+    )
+
+
+def _chain(exc: BaseException | None):
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def build_task_manager(include_paths: list[str] | tuple[str, ...] = (), data_dir: Path | None = None) -> TaskManager:
+    """A TaskManager over the packaged tasks plus the user's folders (which may override them)."""
+    paths = [packaged_tasks_dir()]
+    for p in include_paths:
+        if not Path(p).is_dir():
+            raise UserError(f"--include-path '{p}' is not a folder")
+        paths.append(Path(p))
+    tm = TaskManager(include_path=paths, include_defaults=False)
+    tm._factory = MirrorTaskFactory(meta=tm._factory._meta, data_dir=data_dir)
+    return tm
+
+
+def resolve_task_names(tm: TaskManager, patterns: list[str]) -> list[str]:
+    """Expand task names, groups, tags and shell globs (`mmlu_*`) to registered names, in order."""
+    names: list[str] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matched = sorted(fnmatch.filter(tm.all_subtasks, pattern))
+            if not matched:
+                raise UnknownTaskError(f"no task matches '{pattern}' (see `harness tasks`)")
+            names += [m for m in matched if m not in names]
+        elif pattern in tm.all_tasks:
+            if pattern not in names:
+                names.append(pattern)
+        else:
+            close = difflib.get_close_matches(pattern, tm.all_tasks, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else " (see `harness tasks`)"
+            raise UnknownTaskError(f"unknown task '{pattern}'{hint}")
+    return names
+
+
+def load_tasks(tm: TaskManager, names: list[str]) -> list[Task | Group]:
+    """Build the tasks (datasets loaded) so data problems surface before any model is loaded."""
+    built: list[Task | Group] = []
+    for name in names:
+        try:
+            obj = tm._load_spec(name)
+        except UserError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TaskConfigError(f"task '{name}': invalid task config: {exc}") from exc
+        built += obj if isinstance(obj, list) else [obj]
+    return built
+
+
+@dataclass
+class TaskRow:
+    family: str
+    name: str
+    kind: str
+    dataset: str
+    data: str  # where its data would come from now: bundled, mirror path, hub, or missing
+
+
+def list_tasks(tm: TaskManager, data_dir: Path | None) -> list[TaskRow]:
+    """Every task and group the manager knows, with its family and where its data comes from."""
+    roots = [Path(p).resolve() for p in (tm.include_path or [])]
+    rows = []
+    for name, entry in sorted(tm.task_index.items()):
+        if entry.kind == Kind.TAG or entry.yaml_path is None:
+            continue
+        yaml_path = Path(entry.yaml_path).resolve()
+        root = next((r for r in roots if yaml_path.is_relative_to(r)), yaml_path.parent)
+        family = yaml_path.relative_to(root).parts[0] if yaml_path.parent != root else root.name
+        if entry.kind == Kind.GROUP:
+            rows.append(TaskRow(family, name, "group", "", ""))
+            continue
+        cfg = load_yaml(yaml_path, resolve_func=False)
+        path, sub = cfg.get("dataset_path"), cfg.get("dataset_name")
+        dataset = f"{path}{'/' + str(sub) if sub else ''}" if path else ""
+        if cfg.get("custom_dataset") is not None:
+            data = "bundled"
+        elif data_dir is not None and path:
+            data = mirror_source(data_dir, path, sub) or "missing from mirror"
+        else:
+            data = "hub"
+        rows.append(TaskRow(family, name, "task", dataset, data))
+    return rows
