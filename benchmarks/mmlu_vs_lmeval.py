@@ -54,7 +54,7 @@ def main() -> int:
     from harness.mirror import resolve_data_dir
     from harness.models.catalog import resolve_weights
     from harness.spec import RunSpec
-    from harness.store import read_samples
+    from harness.store import RunStore, read_samples
     from harness.tasks import build_task_manager
 
     tasks = [f"mmlu_{s}" for s in args.subjects.split(",")]
@@ -64,10 +64,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as runs:
         spec = RunSpec(model=args.model, tasks=tuple(tasks), num_fewshot=args.shots, limit=args.limit,
                        batch_size=args.batch_size, data_dir=args.data_dir)
-        outcome = run_evaluation(spec, runs)
-        ours = outcome.results
+        finished = run_evaluation(spec)
+        run_dir = RunStore(runs).save(finished)
+        ours = finished.results
         our_samples: dict[str, list] = {}
-        for s in read_samples(outcome.run_dir):
+        for s in read_samples(run_dir):
             our_samples.setdefault(s["task"], []).append(s)
     t_ours = time.perf_counter() - t0
 

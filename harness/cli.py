@@ -84,6 +84,7 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
     from harness.engine import run_evaluation
     from harness.reports.summary import summary_rows
     from harness.spec import RunSpec, parse_gen_kwargs
+    from harness.store import RunStore
 
     spec = RunSpec(
         model=model,
@@ -101,15 +102,15 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
         data_dir=data_dir,
         include_paths=tuple(include_path),
     )
-    outcome = run_evaluation(spec, output)
-    _print_summary(summary_rows(outcome.results), outcome)
+    finished = run_evaluation(spec)
+    run_dir = RunStore(output).save(finished)
+    _print_summary(summary_rows(finished.results), finished.results["harness"]["model"], run_dir)
 
 
-def _print_summary(rows, outcome) -> None:
+def _print_summary(rows, identity, run_dir) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    identity = outcome.results["harness"]["model"]
     table = Table(title=f"{identity['name']}  ({identity['dtype']}, {identity['device']})", title_justify="left")
     for col, justify in (("task", "left"), ("shots", "right"), ("n", "right"), ("metric", "left"),
                          ("value", "right"), ("± stderr", "right")):
@@ -121,7 +122,7 @@ def _print_summary(rows, outcome) -> None:
                       r["metric"], f"{r['value']:.4f}", stderr)
     console = Console()
     console.print(table)
-    console.print(f"run stored in {outcome.run_dir}")
+    console.print(f"run stored in {run_dir}")
 
 
 @cli.command()

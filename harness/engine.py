@@ -19,7 +19,6 @@ from harness.mirror import resolve_data_dir
 from harness.models.catalog import load_model
 from harness.models.hf import HarnessLM
 from harness.spec import RunSpec, spec_hash
-from harness.store import RunStore
 from harness.tasks import build_task_manager, load_tasks, resolve_task_names
 
 # Config keys that say where data came from, not what the task is.
@@ -27,14 +26,19 @@ _LOCATION_KEYS = ("custom_dataset",)
 
 
 @dataclass
-class RunOutcome:
-    run_id: str
-    run_dir: Path
+class FinishedRun:
+    """Everything a run produced, ready for the store: lm-eval results, samples, spec record, env."""
+
+    spec_sha256: str
+    model_name: str
     results: dict[str, Any]
+    samples: dict[str, list[dict[str, Any]]]
+    spec_record: dict[str, Any]
+    env: dict[str, Any]
 
 
-def run_evaluation(spec: RunSpec, runs_dir: str | os.PathLike) -> RunOutcome:
-    """Evaluate spec.model on spec.tasks and store the run; returns where it went."""
+def run_evaluation(spec: RunSpec) -> FinishedRun:
+    """Evaluate spec.model on spec.tasks: tasks (data first), model, lm-eval's evaluator, records."""
     import lm_eval
 
     if spec.limit is not None and spec.limit <= 0:
@@ -69,20 +73,15 @@ def run_evaluation(spec: RunSpec, runs_dir: str | os.PathLike) -> RunOutcome:
     tasks = task_records(results, samples)
     identity = loaded.identity
     run_hash = spec_hash(spec, identity, {name: t["config_sha256"] for name, t in tasks.items()})
-    store = RunStore(runs_dir)
-    run_id = store.new_run_id(spec.model, run_hash)
-    results["harness"] = {"run_id": run_id, "spec_sha256": run_hash, "model": identity}
+    results["harness"] = {"spec_sha256": run_hash, "model": identity}
     spec_record = {
-        "run_id": run_id,
         "spec_sha256": run_hash,
         "spec": spec.to_dict(),
         "data_dir": str(data_dir) if data_dir else None,
         "model": identity,
         "tasks": tasks,
     }
-    env = collect_env(identity, started)
-    run_dir = store.write_run(run_id, results, flatten_samples(samples), spec_record, env)
-    return RunOutcome(run_id, run_dir, results)
+    return FinishedRun(run_hash, spec.model, results, samples, spec_record, collect_env(identity, started))
 
 
 def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str, dict[str, Any]]:
@@ -107,16 +106,6 @@ def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str,
             "data_sha256": json_sha256(doc_hashes),
         }
     return records
-
-
-def flatten_samples(samples: dict[str, list[dict[str, Any]]]):
-    """lm-eval's per-task sample logs as one stream, each row naming its task and prompt."""
-    for task, rows in samples.items():
-        for row in rows:
-            args = row.get("arguments") or {}
-            first = next(iter(args.values()), {}) if isinstance(args, dict) else (args[0] if args else {})
-            prompt = first.get("arg_0") if isinstance(first, dict) else (first[0] if first else None)
-            yield {"task": task, "prompt": prompt, **row}
 
 
 def collect_env(model_identity: dict[str, Any], started: float) -> dict[str, Any]:

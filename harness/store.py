@@ -13,9 +13,12 @@ import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from lm_eval.utils import handle_non_serializable
+
+if TYPE_CHECKING:
+    from harness.engine import FinishedRun
 
 RESULTS = "results.json"
 SAMPLES = "samples.jsonl.gz"
@@ -39,6 +42,13 @@ class RunStore:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_name).name).strip("-")[:40] or "model"
         return f"{stamp}-{slug}-{spec_hash[:8]}"
+
+    def save(self, run: "FinishedRun") -> Path:
+        """Store a finished run under a new id (time, model, spec hash); returns its folder."""
+        run_id = self.new_run_id(run.model_name, run.spec_sha256)
+        run.results["harness"]["run_id"] = run_id
+        run.spec_record["run_id"] = run_id
+        return self.write_run(run_id, run.results, flatten_samples(run.samples), run.spec_record, run.env)
 
     def write_run(
         self,
@@ -71,6 +81,16 @@ class RunStore:
         if not self.root.is_dir():
             return []
         return sorted(p for p in self.root.iterdir() if not p.name.startswith(".") and (p / RESULTS).exists())
+
+
+def flatten_samples(samples: dict[str, list[dict[str, Any]]]):
+    """lm-eval's per-task sample logs as one stream, each row naming its task and prompt."""
+    for task, rows in samples.items():
+        for row in rows:
+            args = row.get("arguments") or {}
+            first = next(iter(args.values()), {}) if isinstance(args, dict) else (args[0] if args else {})
+            prompt = first.get("arg_0") if isinstance(first, dict) else (first[0] if first else None)
+            yield {"task": task, "prompt": prompt, **row}
 
 
 def read_samples(run_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import lm_eval
 import numpy as np
@@ -22,7 +23,13 @@ pytestmark = pytest.mark.model
 def demo_run(tmp_path_factory, smollm2_weights):
     runs = tmp_path_factory.mktemp("runs")
     spec = RunSpec(model="smollm2-135m", tasks=("demo",), limit=6, batch_size=4)
-    return spec, runs, run_evaluation(spec, runs)
+    return spec, runs, evaluate_and_store(spec, runs)
+
+
+def evaluate_and_store(spec, runs):
+    finished = run_evaluation(spec)
+    run_dir = RunStore(runs).save(finished)
+    return SimpleNamespace(run_dir=run_dir, run_id=run_dir.name, results=finished.results)
 
 
 def test_run_folder_holds_the_four_files_and_nothing_half_written(demo_run):
@@ -68,11 +75,11 @@ def test_spec_identifies_model_file_tasks_and_settings(demo_run):
 
 def test_same_spec_same_identity_and_numbers_other_settings_differ(demo_run, tmp_path):
     spec, _, first = demo_run
-    again = run_evaluation(spec, tmp_path)
+    again = evaluate_and_store(spec, tmp_path)
     a, b = read_json(first.run_dir, SPEC), read_json(again.run_dir, SPEC)
     assert a["spec_sha256"] == b["spec_sha256"]
     assert first.results["results"] == again.results["results"]
-    other = run_evaluation(RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1), tmp_path)
+    other = evaluate_and_store(RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1), tmp_path)
     assert read_json(other.run_dir, SPEC)["spec_sha256"] != a["spec_sha256"]
 
 
