@@ -79,3 +79,21 @@ def test_batch_size_does_not_change_scores(harness_lm):
     one = HarnessLM(loaded=harness_lm.loaded, batch_size=1).loglikelihood(requests)
     many = HarnessLM(loaded=harness_lm.loaded, batch_size=16).loglikelihood(requests)
     assert_same_loglikelihoods(one, many)
+
+
+def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, reference_lm):
+    # three questions after one long preamble, four multi-token choices each: the preamble is
+    # computed once, each question's context once, and only the choices per choice
+    preamble = " ".join(r.args[0] for r in task_instances("demo_text")[:2])
+    questions = ["Which word best describes the river?", "What did the farmers move?", "Where is the barn?"]
+    choices = [" It rose slowly overnight", " The animals went up the hill", " Behind the village, on a hill",
+               " Nobody could remember"]
+    requests = [Instance("loglikelihood", {}, (f"{preamble}\n\nQuestion: {q}\nAnswer:", c), i, ("adhoc", i, 1))
+                for i, (q, c) in enumerate((q, c) for q in questions for c in choices)]
+    from harness.models.hf import HarnessLM
+
+    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=8)
+    scores = ours.loglikelihood(requests)
+    assert_same_loglikelihoods(scores, reference_lm.loglikelihood(requests))
+    without_sharing = sum(len(ctx) + len(cont) - 1 for ctx, cont in (ours._encode_pair(*r.args) for r in requests))
+    assert ours.stats["tokens_computed"] < without_sharing / 3

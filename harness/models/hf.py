@@ -9,6 +9,7 @@ are scored go through the LM head (Gemma's 262k-word head over every position co
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import defaultdict
 from typing import Any
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 2048  # HFLM._DEFAULT_MAX_LENGTH, used when neither config nor tokenizer says
 DEFAULT_BATCH_SIZE = 8
+# A shared prefix gets its own cached forward pass when it saves at least this many token
+# computations, and a nested one only when it is at least MIN_PREFIX_STEP tokens longer.
+MIN_SHARED_TOKENS = 64
+MIN_PREFIX_STEP = 8
 
 
 @register_model("harness-hf")
@@ -71,6 +76,8 @@ class HarnessLM(TemplateLM):
         self.add_bos_token = add_bos_token
         self._max_length = max_length
         self._max_gen_toks = max_gen_toks
+        # work actually done: tokens run through the model and forward passes (benchmarks read it)
+        self.stats = {"tokens_computed": 0, "forward_passes": 0}
 
     # ---------------------------------------------------------------- identity and limits
     @property
@@ -131,68 +138,104 @@ class HarnessLM(TemplateLM):
 
     # ---------------------------------------------------------------- scoring
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
-        """Score (context, continuation) token pairs; each distinct forward pass is run once."""
+        """Score (context, continuation) token pairs, computing every shared prefix once.
+
+        Inputs are ctx+cont minus its last token, left-truncated to max_length (as HFLM). Identical
+        inputs run once; an input that is a prefix of another is read off the longer one; inputs
+        sorted lexicographically fall into clusters sharing a prefix (a task's few-shot preamble, a
+        question's context before its choices) whose KV cache is computed once and reused.
+        """
         max_len = self.max_length
-        # The model sees ctx+cont minus its last token, left-truncated to max_length (as HFLM).
         inputs = [tuple((ctx + cont)[-(max_len + 1):][:-1]) for _, ctx, cont in requests]
-        # An input that is a prefix of another is read off the longer one: in lexicographic order a
-        # sequence is a prefix of some other only if it is a prefix of its successor.
+        # In lexicographic order a sequence is a prefix of some other only if it is a prefix of
+        # its successor: map each input to the longest input it is a prefix of (its host).
         distinct = sorted(set(inputs))
         host: dict[tuple, tuple] = {}
         for i in range(len(distinct) - 1, -1, -1):
-            seq = distinct[i]
-            nxt = distinct[i + 1] if i + 1 < len(distinct) else None
+            seq, nxt = distinct[i], distinct[i + 1] if i + 1 < len(distinct) else None
             host[seq] = host[nxt] if nxt is not None and nxt[: len(seq)] == seq else seq
-        # For every host sequence, the (end, length) spans its requests need scored.
-        spans: dict[tuple, list[int]] = defaultdict(list)
-        for idx, (req, inp) in enumerate(zip(requests, inputs)):
-            spans[host[inp]].append(idx)
-        hosts = sorted(spans, key=lambda s: (-len(s), s))
+        members: dict[tuple, list[int]] = defaultdict(list)
+        for idx, inp in enumerate(inputs):
+            members[host[inp]].append(idx)
+        # a cached prefix may not reach a position whose logits are scored
+        first_scored = {h: min(len(inputs[i]) - len(requests[i][2]) for i in idx) for h, idx in members.items()}
 
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", unit="req")
-        for start in range(0, len(hosts), self.batch_size):
-            batch = hosts[start : start + self.batch_size]
-            # positions whose logits are needed, union over the batch (each row reads its own)
-            wanted: dict[tuple, list[tuple[int, int, list[int]]]] = {}
-            positions: set[int] = set()
-            for seq in batch:
-                wanted[seq] = []
-                for idx in spans[seq]:
-                    cont = requests[idx][2]
-                    end = len(inputs[idx])  # logits at end-len(cont) .. end-1 predict cont
-                    wanted[seq].append((idx, end, cont))
-                    positions.update(range(end - len(cont), end))
-            keep = sorted(positions)
-            logprobs = self._forward_logprobs(batch, keep)  # [B, len(keep), V]
-            col = {p: j for j, p in enumerate(keep)}
-            for row, seq in enumerate(batch):
-                for idx, end, cont in wanted[seq]:
-                    cols = torch.tensor([col[p] for p in range(end - len(cont), end)])
-                    lp = logprobs[row, cols]  # [len(cont), V]
-                    target = torch.tensor(cont)
-                    score = float(lp.gather(1, target[:, None]).sum())
-                    greedy = bool((lp.argmax(dim=-1) == target).all())
-                    results[idx] = (score, greedy)
-                    req_str = requests[idx][0]
-                    if req_str is not None:
-                        self.cache_hook.add_partial("loglikelihood", req_str, results[idx])
-                    pbar.update(1)
+
+        def score(hosts: list[tuple], prefix_len: int, cache) -> None:
+            order = sorted(hosts, key=lambda h: -len(h))  # similar lengths together: little padding
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                spans = {h: [(i, len(inputs[i]), requests[i][2]) for i in members[h]] for h in batch}
+                keep = sorted({p - prefix_len for h in batch for _, end, cont in spans[h]
+                               for p in range(end - len(cont), end)})
+                logprobs = self._forward_logprobs([h[prefix_len:] for h in batch], keep, cache)
+                col = {p: j for j, p in enumerate(keep)}
+                for row, h in enumerate(batch):
+                    for i, end, cont in spans[h]:
+                        lp = logprobs[row, [col[p - prefix_len] for p in range(end - len(cont), end)]]
+                        target = torch.tensor(cont)
+                        results[i] = (float(lp.gather(1, target[:, None]).sum()),
+                                      bool((lp.argmax(dim=-1) == target).all()))
+                        if requests[i][0] is not None:
+                            self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
+                        pbar.update(1)
+
+        def process(hosts: list[tuple], prefix_len: int, cache) -> None:
+            """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache`."""
+            leftovers: list[tuple] = []
+            i = 0
+            while i < len(hosts):
+                j, shared = i + 1, first_scored[hosts[i]]
+                while j < len(hosts):
+                    common = min(_common_prefix_len(hosts[j - 1], hosts[j]), shared, first_scored[hosts[j]])
+                    if common < prefix_len + MIN_PREFIX_STEP:
+                        break
+                    shared = min(shared, common)
+                    j += 1
+                cluster = hosts[i:j]
+                if len(cluster) > 1 and (shared - prefix_len) * (len(cluster) - 1) >= MIN_SHARED_TOKENS:
+                    process(cluster, shared, self._extend_cache(cache, cluster[0][prefix_len:shared]))
+                else:
+                    leftovers += cluster
+                i = j
+            if leftovers:
+                score(leftovers, prefix_len, cache)
+
+        process(sorted(members), 0, None)
         pbar.close()
         return results  # type: ignore[return-value]
 
     @torch.no_grad()
-    def _forward_logprobs(self, seqs: list[tuple], keep: list[int]) -> torch.Tensor:
-        """Right-padded forward pass; log-softmax (fp32) at the `keep` positions only."""
+    def _extend_cache(self, cache, tokens: tuple):
+        """KV cache of the parent prefix plus `tokens` (batch of one; the parent is left as it was)."""
+        cache = copy.deepcopy(cache) if cache is not None else None
+        ids = torch.tensor([tokens], device=self.device)
+        self._count(ids)
+        return self.model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+
+    @torch.no_grad()
+    def _forward_logprobs(self, seqs: list[tuple], keep: list[int], cache=None) -> torch.Tensor:
+        """Right-padded forward pass after an optional shared prefix; fp32 log-softmax at `keep` only."""
         width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         for row, seq in enumerate(seqs):
             ids[row, : len(seq)] = torch.tensor(seq)
+        if cache is not None:
+            cache = copy.deepcopy(cache)
+            cache.batch_repeat_interleave(len(seqs))
+        self._count(ids)
         # Right padding needs no mask for a causal model: real positions never attend to pads.
         keep_t = torch.tensor(keep, device=self.device)
-        logits = self.model(ids.to(self.device), logits_to_keep=keep_t).logits
+        logits = self.model(ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
+                            logits_to_keep=keep_t).logits
         return F.log_softmax(logits.float(), dim=-1).cpu()
+
+    def _count(self, ids: torch.Tensor) -> None:
+        self.stats["tokens_computed"] += ids.numel()
+        self.stats["forward_passes"] += 1
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         """Perplexity-style scores: disjoint rolling windows over each document (as HFLM)."""
@@ -264,6 +307,20 @@ class HarnessLM(TemplateLM):
                     pbar.update(1)
         pbar.close()
         return results  # type: ignore[return-value]
+
+
+def _common_prefix_len(a: tuple, b: tuple) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # binary search on slice equality: C-speed comparisons, log n of them
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _parse_batch_size(value: int | str | None) -> int:
