@@ -103,6 +103,8 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
         include_paths=tuple(include_path),
     )
     finished = run_evaluation(spec)
+    if finished is None:
+        return  # not the main process of a data-parallel run
     run_dir = RunStore(output).save(finished)
     _print_summary(summary_rows(finished.results), finished.results["harness"]["model"], run_dir)
 

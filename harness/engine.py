@@ -17,7 +17,7 @@ from harness.errors import BadOptionError
 from harness.hashing import json_sha256
 from harness.mirror import resolve_data_dir
 from harness.models.catalog import load_model
-from harness.models.hf import HarnessLM
+from harness.models.hf import HarnessLM, distributed_state
 from harness.spec import RunSpec, spec_hash
 from harness.tasks import build_task_manager, load_tasks, resolve_task_names
 
@@ -37,8 +37,12 @@ class FinishedRun:
     env: dict[str, Any]
 
 
-def run_evaluation(spec: RunSpec) -> FinishedRun:
-    """Evaluate spec.model on spec.tasks: tasks (data first), model, lm-eval's evaluator, records."""
+def run_evaluation(spec: RunSpec) -> FinishedRun | None:
+    """Evaluate spec.model on spec.tasks: tasks (data first), model, lm-eval's evaluator, records.
+
+    Under `accelerate launch` every process evaluates its shard of docs; the main process returns
+    the gathered run and the others return None.
+    """
     import lm_eval
 
     if spec.limit is not None and spec.limit <= 0:
@@ -50,7 +54,9 @@ def run_evaluation(spec: RunSpec) -> FinishedRun:
     tm = build_task_manager(spec.include_paths, data_dir)
     names = resolve_task_names(tm, list(spec.tasks))
     built = load_tasks(tm, names)  # before the model: a missing dataset fails in seconds
-    loaded = load_model(spec.model, device=spec.device, dtype=spec.dtype)
+    state = distributed_state()
+    device = spec.device or (str(state.device) if state is not None else None)  # one device per process
+    loaded = load_model(spec.model, device=device, dtype=spec.dtype)
     lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size)
     seeds = spec.seeds()
     results = lm_eval.simple_evaluate(
@@ -69,6 +75,8 @@ def run_evaluation(spec: RunSpec) -> FinishedRun:
         torch_random_seed=seeds["torch"],
         fewshot_random_seed=seeds["fewshot"],
     )
+    if results is None:
+        return None  # a non-main process of a data-parallel run: rank 0 has gathered everything
     samples = results.pop("samples", {})
     tasks = task_records(results, samples)
     identity = loaded.identity

@@ -61,6 +61,14 @@ class HarnessLM(TemplateLM):
         **_ignored: Any,  # lm-eval passes max_batch_size etc. to every model
     ) -> None:
         super().__init__()
+        self.accelerator = None
+        state = distributed_state()
+        if state is not None:
+            # one process per device under `accelerate launch`; lm-eval shards docs by rank
+            from accelerate import Accelerator
+
+            self.accelerator = Accelerator()
+            self._rank, self._world_size = state.process_index, state.num_processes
         if loaded is None:
             if pretrained is None:
                 raise UserError("harness-hf needs pretrained=<alias, path or hub id>")
@@ -233,6 +241,21 @@ class HarnessLM(TemplateLM):
                             logits_to_keep=keep_t).logits
         return F.log_softmax(logits.float(), dim=-1).cpu()
 
+    # ---------------------------------------------------------------- data parallel (accelerate)
+    def all_gather(self, tensor):
+        return tensor if self.accelerator is None else self.accelerator.gather(tensor)
+
+    def gather_object(self, obj, dst=0):
+        if self.accelerator is None:
+            return [obj]
+        result = [None] * self.world_size if self.rank == dst else None
+        torch.distributed.gather_object(obj=obj, object_gather_list=result, dst=dst)
+        return result
+
+    def barrier(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
     def _count(self, ids: torch.Tensor) -> None:
         self.stats["tokens_computed"] += ids.numel()
         self.stats["forward_passes"] += 1
@@ -307,6 +330,17 @@ class HarnessLM(TemplateLM):
                     pbar.update(1)
         pbar.close()
         return results  # type: ignore[return-value]
+
+
+def distributed_state():
+    """accelerate's process state when launched with several processes, else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState()
 
 
 def _common_prefix_len(a: tuple, b: tuple) -> int:
