@@ -1,28 +1,32 @@
 """MMLU with harness vs lm-eval 0.4.13 `--model hf`, side by side in one process.
 
 Both read the same task YAMLs (tasks/mmlu) and the same mirror data; lm-eval gets the same weights
-(the safetensors harness converted from the bundled GGUF). Prints per-subject acc and acc_norm for
-both, the predicted-answer agreement, and wall times.
+(the safetensors harness converted from the bundled GGUF). Each model is loaded once, outside the
+clocks; each timed repeat runs task building and scoring. Prints per-subject acc and acc_norm for
+both, the predicted-answer agreement, wall times (min/median/max over --repeats) and their ratio,
+and harness's scoring throughput against the model's raw forward throughput (--ceiling).
 
-    python benchmarks/mmlu_vs_lmeval.py --data-dir ../shared/data --shots 0 \
-        --subjects abstract_algebra,anatomy,college_biology,high_school_us_history,marketing
-    python benchmarks/mmlu_vs_lmeval.py --data-dir ../shared/data --shots 5 --subjects abstract_algebra,anatomy,marketing
+    python benchmarks/mmlu_vs_lmeval.py --shots 0                       # 5 subjects, 817 questions
+    python benchmarks/mmlu_vs_lmeval.py --shots 5 --subjects abstract_algebra,anatomy,marketing
+    python benchmarks/mmlu_vs_lmeval.py --variant continuation --repeats 3 --ceiling
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+FIVE = "abstract_algebra,anatomy,college_biology,high_school_us_history,marketing"
+
 
 def predictions(samples: list[dict]) -> dict[int, tuple[int, int]]:
-    """doc_id -> (argmax log-likelihood, argmax length-normalised log-likelihood), as lm-eval scores them."""
+    """doc_id -> (argmax log-likelihood, argmax log-likelihood per character of the continuation)."""
     out = {}
     for s in samples:
         lls = np.array([r[0] for r in s["filtered_resps"]])
@@ -31,14 +35,49 @@ def predictions(samples: list[dict]) -> dict[int, tuple[int, int]]:
     return out
 
 
+def timed(fn, repeats: int):
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return result, times
+
+
+def spread(times: list[float]) -> str:
+    return f"{min(times):7.1f} {statistics.median(times):7.1f} {max(times):7.1f}"
+
+
+def forward_ceiling(model, lengths=(128, 512), batch_sizes=(1, 4, 8, 16)) -> tuple[float, str]:
+    """Best tokens/s of a plain forward pass (full logits, as lm-eval runs it) on random tokens."""
+    import torch
+
+    best, where = 0.0, ""
+    vocab = model.config.vocab_size
+    with torch.no_grad():
+        for length in lengths:
+            for bs in batch_sizes:
+                ids = torch.randint(100, vocab - 1, (bs, length))
+                model(ids[:, :16])  # warm-up
+                t0 = time.perf_counter()
+                model(ids)
+                rate = bs * length / (time.perf_counter() - t0)
+                if rate > best:
+                    best, where = rate, f"batch {bs} x {length} tokens"
+    return best, where
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--shots", type=int, default=0)
-    ap.add_argument("--subjects", default="abstract_algebra,anatomy,college_biology,high_school_us_history,marketing")
+    ap.add_argument("--variant", choices=["default", "continuation"], default="default")
+    ap.add_argument("--subjects", default=FIVE)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--ceiling", action="store_true", help="also measure the raw forward throughput")
     args = ap.parse_args()
     if not (Path(args.data_dir) / "mmlu/data/test").is_dir():
         print(f"skipped: no MMLU mirror under {args.data_dir} (expected mmlu/data/test)")
@@ -49,64 +88,63 @@ def main() -> int:
 
     import lm_eval
     import torch
+    from lm_eval.models.huggingface import HFLM
 
     from harness.engine import run_evaluation
     from harness.mirror import resolve_data_dir
-    from harness.models.catalog import resolve_weights
+    from harness.models.catalog import load_model
     from harness.spec import RunSpec
-    from harness.store import RunStore, read_samples
     from harness.tasks import build_task_manager
 
-    tasks = [f"mmlu_{s}" for s in args.subjects.split(",")]
-    weights, _ = resolve_weights(args.model)  # converts the GGUF once, before either clock starts
+    suffix = "_continuation" if args.variant == "continuation" else ""
+    tasks = [f"mmlu_{s}{suffix}" for s in args.subjects.split(",")]
+    loaded = load_model(args.model)  # converts the GGUF once, before any clock starts
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ref_lm = HFLM(pretrained=loaded.identity["weights"], device=device, dtype=loaded.identity["dtype"],
+                  batch_size=args.batch_size)
+    spec = RunSpec(model=args.model, tasks=tuple(tasks), num_fewshot=args.shots, limit=args.limit,
+                   batch_size=args.batch_size, data_dir=args.data_dir)
 
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as runs:
-        spec = RunSpec(model=args.model, tasks=tuple(tasks), num_fewshot=args.shots, limit=args.limit,
-                       batch_size=args.batch_size, data_dir=args.data_dir)
-        finished = run_evaluation(spec)
-        run_dir = RunStore(runs).save(finished)
-        ours = finished.results
-        our_samples: dict[str, list] = {}
-        for s in read_samples(run_dir):
-            our_samples.setdefault(s["task"], []).append(s)
-    t_ours = time.perf_counter() - t0
+    ours, t_ours = timed(lambda: run_evaluation(spec, loaded=loaded), args.repeats)
+    ref, t_ref = timed(lambda: lm_eval.simple_evaluate(
+        model=ref_lm, tasks=tasks, task_manager=build_task_manager(data_dir=resolve_data_dir(args.data_dir)),
+        num_fewshot=args.shots, limit=args.limit, log_samples=True, bootstrap_iters=1000), args.repeats)
 
-    t0 = time.perf_counter()
-    ref = lm_eval.simple_evaluate(
-        model="hf",
-        model_args={"pretrained": str(weights), "dtype": "float32"},
-        tasks=tasks,
-        task_manager=build_task_manager(data_dir=resolve_data_dir(args.data_dir)),
-        num_fewshot=args.shots,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        device="cuda" if torch.cuda.is_available() else "cpu",
-        log_samples=True,
-        bootstrap_iters=1000,
-    )
-    t_ref = time.perf_counter() - t0
-
-    print(f"\nMMLU {args.shots}-shot, {args.model}, batch size {args.batch_size}")
-    head = f"{'subject':<26}{'n':>5}  {'acc lm-eval':>11}{'acc ours':>10}{'Δ':>7}  {'norm lm-eval':>12}{'norm ours':>10}{'Δ':>7}  {'same pred':>9}"
+    print(f"\nMMLU ({args.variant}) {args.shots}-shot, {args.model} ({loaded.identity['dtype']}, {device}, "
+          f"{torch.get_num_threads()} threads), batch size {args.batch_size}")
+    head = (f"{'subject':<26}{'n':>5}  {'acc lm-eval':>11}{'acc ours':>10}{'Δ':>7}  "
+            f"{'norm lm-eval':>12}{'norm ours':>10}{'Δ':>7}  {'same pred':>9}")
     print(head)
     print("-" * len(head))
     worst_delta, total, agree = 0.0, 0, 0
     for task in tasks:
-        r, o = ref["results"][task], ours["results"][task]
-        pr, po = predictions(ref["samples"][task]), predictions(our_samples[task])
+        r, o = ref["results"][task], ours.results["results"][task]
+        pr, po = predictions(ref["samples"][task]), predictions(ours.samples[task])
         same = sum(pr[d] == po[d] for d in pr)
         total += len(pr)
         agree += same
         d_acc = 100 * (o["acc,none"] - r["acc,none"])
         d_norm = 100 * (o["acc_norm,none"] - r["acc_norm,none"])
         worst_delta = max(worst_delta, abs(d_acc), abs(d_norm))
-        print(f"{task[5:]:<26}{len(pr):>5}  {100 * r['acc,none']:>11.2f}{100 * o['acc,none']:>10.2f}{d_acc:>+7.2f}  "
-              f"{100 * r['acc_norm,none']:>12.2f}{100 * o['acc_norm,none']:>10.2f}{d_norm:>+7.2f}  {100 * same / len(pr):>8.1f}%")
+        print(f"{task[5:].removesuffix(suffix):<26}{len(pr):>5}  {100 * r['acc,none']:>11.2f}{100 * o['acc,none']:>10.2f}"
+              f"{d_acc:>+7.2f}  {100 * r['acc_norm,none']:>12.2f}{100 * o['acc_norm,none']:>10.2f}{d_norm:>+7.2f}  "
+              f"{100 * same / len(pr):>8.1f}%")
     print("-" * len(head))
     print(f"same predicted answer (acc and acc_norm) on {agree}/{total} = {100 * agree / total:.2f}% of questions; "
           f"largest |Δ| {worst_delta:.2f} points")
-    print(f"wall time: lm-eval hf {t_ref:.1f}s, harness {t_ours:.1f}s, ratio harness/lm-eval {t_ours / t_ref:.2f}")
+    print(f"\nwall seconds over {args.repeats} run(s)   min  median     max")
+    print(f"  lm-eval hf                {spread(t_ref)}")
+    print(f"  harness                   {spread(t_ours)}")
+    print(f"  ratio harness/lm-eval (median) {statistics.median(t_ours) / statistics.median(t_ref):.3f}")
+    stats = ours.env["runner"]
+    per_run_tokens = stats["tokens_computed"]
+    rate = per_run_tokens / stats["loglikelihood_seconds"]
+    print(f"harness computed {per_run_tokens:,} tokens in {stats['forward_passes']:,} forward passes: "
+          f"{rate:,.0f} tokens/s while scoring")
+    if args.ceiling:
+        best, where = forward_ceiling(loaded.model)
+        print(f"raw forward ceiling {best:,.0f} tokens/s ({where}); harness scoring throughput = "
+              f"{100 * rate / best:.0f}% of it")
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from harness.errors import BadOptionError
 from harness.hashing import json_sha256
 from harness.mirror import resolve_data_dir
-from harness.models.catalog import load_model
+from harness.models.catalog import LoadedModel, load_model
 from harness.models.hf import HarnessLM, distributed_state
 from harness.spec import RunSpec, spec_hash
 from harness.tasks import build_task_manager, load_tasks, resolve_task_names
@@ -37,11 +37,11 @@ class FinishedRun:
     env: dict[str, Any]
 
 
-def run_evaluation(spec: RunSpec) -> FinishedRun | None:
+def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> FinishedRun | None:
     """Evaluate spec.model on spec.tasks: tasks (data first), model, lm-eval's evaluator, records.
 
     Under `accelerate launch` every process evaluates its shard of docs; the main process returns
-    the gathered run and the others return None.
+    the gathered run and the others return None. `loaded` reuses a model already in memory.
     """
     import lm_eval
 
@@ -56,7 +56,7 @@ def run_evaluation(spec: RunSpec) -> FinishedRun | None:
     built = load_tasks(tm, names)  # before the model: a missing dataset fails in seconds
     state = distributed_state()
     device = spec.device or (str(state.device) if state is not None else None)  # one device per process
-    loaded = load_model(spec.model, device=device, dtype=spec.dtype)
+    loaded = loaded or load_model(spec.model, device=device, dtype=spec.dtype)
     lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size)
     seeds = spec.seeds()
     results = lm_eval.simple_evaluate(
@@ -89,7 +89,9 @@ def run_evaluation(spec: RunSpec) -> FinishedRun | None:
         "model": identity,
         "tasks": tasks,
     }
-    return FinishedRun(run_hash, spec.model, results, samples, spec_record, collect_env(identity, started))
+    env = collect_env(identity, started)
+    env["runner"] = dict(lm.stats)  # work done: tokens computed, forward passes, seconds
+    return FinishedRun(run_hash, spec.model, results, samples, spec_record, env)
 
 
 def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str, dict[str, Any]]:

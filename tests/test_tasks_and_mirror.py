@@ -26,11 +26,14 @@ def lm_eval_mmlu_manager(data_dir):
 
 def test_mmlu_family_has_lm_evals_names_and_groups():
     ours = build_task_manager()
-    theirs = TaskManager(include_path=[LM_EVAL_MMLU], include_defaults=False)
-    our_mmlu = {t for t in ours.all_subtasks if t.startswith("mmlu_")}
-    assert our_mmlu == set(theirs.all_subtasks)
-    assert len(our_mmlu) == 57
-    assert {"mmlu", "mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other"} <= set(ours.all_groups)
+    for variant, suffix in (("default", ""), ("continuation", "_continuation")):
+        theirs = TaskManager(include_path=[LM_EVAL_MMLU.parent / variant], include_defaults=False)
+        our_mmlu = {t for t in ours.all_subtasks if t.startswith("mmlu_") and t.endswith(suffix)
+                    and (suffix or not t.endswith("_continuation"))}
+        assert our_mmlu == set(theirs.all_subtasks)
+        assert len(our_mmlu) == 57
+    assert {"mmlu", "mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other",
+            "mmlu_continuation"} <= set(ours.all_groups)
 
 
 @pytest.mark.parametrize("shots", [0, 5])

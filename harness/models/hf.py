@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -85,7 +86,7 @@ class HarnessLM(TemplateLM):
         self._max_length = max_length
         self._max_gen_toks = max_gen_toks
         # work actually done: tokens run through the model and forward passes (benchmarks read it)
-        self.stats = {"tokens_computed": 0, "forward_passes": 0}
+        self.stats = {"tokens_computed": 0, "forward_passes": 0, "loglikelihood_seconds": 0.0}
 
     # ---------------------------------------------------------------- identity and limits
     @property
@@ -211,7 +212,9 @@ class HarnessLM(TemplateLM):
             if leftovers:
                 score(leftovers, prefix_len, cache)
 
+        started = time.perf_counter()
         process(sorted(members), 0, None)
+        self.stats["loglikelihood_seconds"] += time.perf_counter() - started
         pbar.close()
         return results  # type: ignore[return-value]
 
