@@ -84,8 +84,11 @@ def test_missing_mirror_entry_names_the_dataset_and_where_it_looked(tmp_path):
 
 def test_task_names_groups_and_globs_resolve():
     tm = build_task_manager()
-    assert resolve_task_names(tm, ["mmlu_high_school_*"])[:2] == ["mmlu_high_school_biology", "mmlu_high_school_chemistry"]
-    assert len(resolve_task_names(tm, ["mmlu_high_school_*"])) == 14  # MMLU has 14 high-school subjects
+    assert resolve_task_names(tm, ["mmlu_high_school_*"])[:2] == ["mmlu_high_school_biology",
+                                                                  "mmlu_high_school_biology_continuation"]
+    # MMLU has 14 high-school subjects, each in the default and the continuation form
+    assert len(resolve_task_names(tm, ["mmlu_high_school_*"])) == 28
+    assert len(resolve_task_names(tm, ["mmlu_high_school_*_continuation"])) == 14
     assert resolve_task_names(tm, ["demo", "mmlu_anatomy", "demo"]) == ["demo", "mmlu_anatomy"]
     with pytest.raises(UnknownTaskError, match="did you mean mmlu_anatomy"):
         resolve_task_names(tm, ["mmlu_anatomyy"])
