@@ -14,6 +14,7 @@ answers for it in one of two ways, tried in order:
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,20 @@ def _mmlu_features():
     )
 
 
+def load_bbh_original(root: Path, name: str | None):
+    """BIG-Bench Hard from the original suzgunmirac/BIG-Bench-Hard task JSONs (input, target; test split)."""
+    import datasets
+
+    if not name:
+        raise DataUnavailableError("BBH needs a task name (dataset_name), e.g. boolean_expressions")
+    path = root / "bbh/bbh" / f"{name}.json"
+    if not path.exists():
+        raise DataUnavailableError(f"BBH task '{name}': {path} is missing from the mirror")
+    examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
+    rows = [{"input": e["input"], "target": e["target"]} for e in examples]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
 @dataclass(frozen=True)
 class Layout:
     """An original release a mirror may hold for a hub dataset."""
@@ -91,6 +106,8 @@ LAYOUTS: dict[str, Layout] = {
     "cais/mmlu": Layout("mmlu/data/test", load_mmlu_hendrycks, "Hendrycks MMLU CSVs: mmlu/data/{test,dev,val}/<subject>_<split>.csv"),
     # lm-eval's older MMLU YAMLs name this copy of cais/mmlu
     "hails/mmlu_no_train": Layout("mmlu/data/test", load_mmlu_hendrycks, "as cais/mmlu"),
+    "SaylorTwift/bbh": Layout("bbh/bbh", load_bbh_original, "BIG-Bench-Hard task JSONs: bbh/bbh/<task>.json"),
+    "lukaemon/bbh": Layout("bbh/bbh", load_bbh_original, "as SaylorTwift/bbh"),
 }
 
 

@@ -97,3 +97,38 @@ def test_lm_eval_cli_runs_our_runner(tmp_path, smollm2_weights):
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "demo_capitals" in out.stdout and "acc" in out.stdout
+
+
+def stored_run(runs: Path):
+    import gzip
+    import json
+
+    (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    samples = [json.loads(line) for line in gzip.open(run / "samples.jsonl.gz", "rt")]
+    return json.loads((run / "spec.json").read_text()), samples
+
+
+@pytest.mark.model
+def test_chat_template_and_system_instruction_reach_the_prompt(tmp_path, smollm2_weights):
+    out = harness("run", "--tasks", "demo_capitals", "--limit", "2", "--apply-chat-template",
+                  "--system-instruction", "Answer with the city only.", "--output", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    spec, samples = stored_run(tmp_path)
+    assert spec["spec"]["apply_chat_template"] is True
+    for s in samples:
+        assert s["prompt"].startswith("<|im_start|>system\nAnswer with the city only.<|im_end|>")
+        assert "<|im_start|>assistant" in s["prompt"]
+
+
+@pytest.mark.model
+def test_cli_gen_kwargs_override_the_task_and_are_recorded(tmp_path, smollm2_weights):
+    out = harness("run", "--tasks", "demo_arithmetic", "--limit", "3", "--gen-kwargs", "max_new_tokens=1",
+                  "--output", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    spec, samples = stored_run(tmp_path)
+    used = spec["tasks"]["demo_arithmetic"]["generation_kwargs"]
+    assert used["max_gen_toks"] == 1 and used["until"] == ["\n", "Question:"]  # CLI over task YAML
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_weights)
+    assert all(len(tok.encode(s["resps"][0][0])) <= 1 for s in samples)

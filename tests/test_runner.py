@@ -72,6 +72,11 @@ def test_greedy_generation_matches_lm_eval(harness_lm, reference_lm):
     assert all("\n" not in text for text in ours)  # the stop sequence is honoured and cut
 
 
+def test_bbh_greedy_generation_with_its_stop_strings_matches_lm_eval(harness_lm, reference_lm, shared_data):
+    requests = task_instances("bbh_fewshot_boolean_expressions", shared_data, num_fewshot=3, limit=6)
+    assert harness_lm.generate_until(requests) == reference_lm.generate_until(requests)
+
+
 def test_batch_size_does_not_change_scores(harness_lm):
     from harness.models.hf import HarnessLM
 

@@ -110,3 +110,25 @@ def test_user_lm_eval_task_folder_runs_unchanged(shared_data):
     # lm-eval's own MMLU folder passed as --include-path overrides ours and loads from the mirror
     requests = task_instances("mmlu_anatomy", shared_data, limit=2, include_paths=[str(LM_EVAL_MMLU)])
     assert len(requests) == 8
+
+
+def test_bbh_mirror_counts_match_published_sizes(shared_data):
+    names = sorted(p.stem for p in (shared_data / "bbh/bbh").glob("*.json"))
+    sizes = {n: load_from_mirror(shared_data, "SaylorTwift/bbh", n)["test"].num_rows for n in names}
+    assert len(sizes) == 27 and sum(sizes.values()) == 6511
+    assert {n: s for n, s in sizes.items() if s != 250} == {"causal_judgement": 187, "penguins_in_a_table": 146,
+                                                           "snarks": 178}
+
+
+@pytest.mark.parametrize("variant", ["fewshot", "cot_fewshot", "zeroshot", "cot_zeroshot"])
+def test_bbh_requests_equal_lm_evals_own_yaml(shared_data, variant):
+    name = f"bbh_{variant}_date_understanding"
+    ours = task_instances(name, shared_data, num_fewshot=3 if "fewshot" in variant else 0, limit=3)
+    tm = TaskManager(include_path=[LM_EVAL_MMLU.parent.parent / "bbh" / variant], include_defaults=False)
+    tm._factory = MirrorTaskFactory(data_dir=shared_data)
+    task = tm.load([name])["tasks"][name]
+    task.set_config(key="num_fewshot", value=3 if "fewshot" in variant else 0)
+    task.set_fewshot_seed(seed=1234)
+    task.build_all_requests(limit=3, rank=0, world_size=1)
+    assert [r.args for r in ours] == [r.args for r in task.instances]
+    assert len(build_task_manager(data_dir=shared_data).load([f"bbh_{variant}"])["tasks"]) == 27
