@@ -42,6 +42,8 @@ DEFAULT_BATCH_SIZE = 8
 # computations, and a nested one only when it is at least MIN_PREFIX_STEP tokens longer.
 MIN_SHARED_TOKENS = 64
 MIN_PREFIX_STEP = 8
+# Generation prefills a batch's shared preamble once when it is at least this long.
+MIN_GEN_PREFIX = 16
 
 
 @register_model("harness-hf")
@@ -259,6 +261,19 @@ class HarnessLM(TemplateLM):
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
 
+    def _pad_between(self, prefix: tuple, suffixes: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[prefix | pads | suffix] per row with its attention mask: the shared prefix keeps the same
+        positions in every row (so its KV cache serves all), and each suffix ends where generation begins."""
+        width = len(prefix) + max(len(s) for s in suffixes)
+        ids = torch.full((len(suffixes), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(suffixes), width), dtype=torch.long)
+        for row, suffix in enumerate(suffixes):
+            ids[row, : len(prefix)] = torch.tensor(prefix, dtype=torch.long)
+            mask[row, : len(prefix)] = 1
+            ids[row, width - len(suffix):] = torch.tensor(suffix, dtype=torch.long)
+            mask[row, width - len(suffix):] = 1
+        return ids, mask
+
     def _count(self, ids: torch.Tensor) -> None:
         self.stats["tokens_computed"] += ids.numel()
         self.stats["forward_passes"] += 1
@@ -287,7 +302,11 @@ class HarnessLM(TemplateLM):
     # ---------------------------------------------------------------- generation
     @torch.no_grad()
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """Batched generation (left padding, KV cache) with lm-eval's stop and cleanup rules."""
+        """Batched greedy/sampled generation with lm-eval's stop and cleanup rules.
+
+        A batch's shared preamble (few-shot exemplars) is prefilled once and its KV cache reused
+        by every row; prompts are then left-padded after that preamble, as lm-eval pads before it.
+        """
         results: list[str | None] = [None] * len(requests)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
@@ -307,19 +326,31 @@ class HarnessLM(TemplateLM):
                 kwargs["do_sample"] = False
             if kwargs.get("do_sample") is False:
                 kwargs.pop("temperature", None)
-            encoded = {i: self.tok_encode(requests[i].args[0], left_truncate_len=max_ctx_len) for i in members}
-            order = sorted(members, key=lambda i: -len(encoded[i]))
+            encoded = {i: tuple(self.tok_encode(requests[i].args[0], left_truncate_len=max_ctx_len)) for i in members}
+            # lexicographic order puts prompts that share a preamble (few-shot exemplars) together
+            order = sorted(members, key=lambda i: encoded[i])
+            prefix_cache: tuple[tuple, Any] = ((), None)
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
-                width = max(len(encoded[i]) for i in batch)
-                ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                    mask[row, width - len(encoded[i]):] = 1
+                prompts = [encoded[i] for i in batch]
+                shared = min(len(p) for p in prompts) - 1  # every prompt keeps a token of its own
+                for p in prompts[1:]:
+                    shared = min(shared, _common_prefix_len(prompts[0], p))
+                if shared >= MIN_GEN_PREFIX:
+                    prefix = prompts[0][:shared]
+                    if prefix_cache[0] != prefix:
+                        prefix_cache = (prefix, self._extend_cache(None, prefix))
+                    cache = copy.deepcopy(prefix_cache[1])
+                    cache.batch_repeat_interleave(len(batch))
+                else:
+                    prefix, cache = (), None
+                ids, mask = self._pad_between(prefix, [p[len(prefix):] for p in prompts])
+                width = ids.shape[1]
+                self._count(ids[:, len(prefix):])
                 out = self.model.generate(
                     input_ids=ids.to(self.device),
                     attention_mask=mask.to(self.device),
+                    past_key_values=cache,
                     max_length=width + max_gen_toks,
                     stopping_criteria=stop_sequences_criteria(self.tokenizer, until, width, len(batch)),
                     pad_token_id=self.tokenizer.pad_token_id,
