@@ -63,7 +63,8 @@ def cli(debug: bool, verbose: bool) -> None:
               help="Comma-separated task names, groups or globs, e.g. mmlu_anatomy,demo or 'mmlu_high_*'.")
 @click.option("--num-fewshot", "-f", type=int, default=None, help="Few-shot examples (default: the task's).")
 @click.option("--limit", "-l", type=float, default=None, help="Docs per task: a count, or a fraction below 1.")
-@click.option("--batch-size", "-b", type=int, default=8, show_default=True)
+@click.option("--batch-size", "-b", default="8", show_default=True,
+              help="Rows per forward pass, or 'auto': the most that fit in memory (halved on out-of-memory).")
 @click.option("--seed", type=int, default=None, help="One seed for python, numpy, torch and few-shot sampling "
               "(default: lm-eval's 0/1234/1234/1234).")
 @click.option("--gen-kwargs", default=None, help="Generation settings, k=v,k=v or JSON, over the task's.")
@@ -83,7 +84,7 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
     """Evaluate a model on tasks and store the run."""
     from harness.engine import run_evaluation
     from harness.reports.summary import summary_rows
-    from harness.spec import RunSpec, parse_gen_kwargs
+    from harness.spec import RunSpec, parse_batch_size, parse_gen_kwargs
     from harness.store import RunStore
 
     spec = RunSpec(
@@ -91,7 +92,7 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
         tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
         num_fewshot=num_fewshot,
         limit=int(limit) if limit is not None and limit >= 1 else limit,
-        batch_size=batch_size,
+        batch_size=parse_batch_size(batch_size),
         seed=seed,
         gen_kwargs=parse_gen_kwargs(gen_kwargs),
         apply_chat_template=apply_chat_template,

@@ -28,7 +28,7 @@ class RunSpec:
     tasks: tuple[str, ...]
     num_fewshot: int | None = None
     limit: float | None = None
-    batch_size: int = 8
+    batch_size: int | str = 8  # or "auto"; does not change numbers, but is recorded
     seed: int | None = None  # None: lm-eval's default seeds, so numbers match lm-eval's
     gen_kwargs: dict[str, Any] | None = None
     apply_chat_template: bool = False
@@ -56,10 +56,24 @@ class RunSpec:
 def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[str, str]) -> str:
     """Identity of a run: settings that change numbers, the model's weights, the tasks' configs."""
     settings = spec.to_dict()
-    for location in ("data_dir", "include_paths", "model", "tasks"):
-        settings.pop(location)
+    # where things were read from, and the batch size (which changes speed, not numbers), stay out
+    for key in ("data_dir", "include_paths", "model", "tasks", "batch_size"):
+        settings.pop(key)
     weights = {k: model_identity.get(k) for k in ("sha256", "hub_id", "revision", "dtype")}
     return json_sha256({"settings": settings, "model": weights, "tasks": task_hashes})
+
+
+def parse_batch_size(text: str | int) -> int | str:
+    """`--batch-size`: a positive integer or `auto`."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise BadOptionError(f"--batch-size '{text}': expected a positive integer or 'auto'")
+    return size
 
 
 def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:

@@ -102,3 +102,49 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
     assert_same_loglikelihoods(scores, reference_lm.loglikelihood(requests))
     without_sharing = sum(len(ctx) + len(cont) - 1 for ctx, cont in (ours._encode_pair(*r.args) for r in requests))
     assert ours.stats["tokens_computed"] < without_sharing / 3
+
+
+def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_lm):
+    from harness.models.hf import HarnessLM
+
+    requests = task_instances("demo_capitals", limit=12)
+    reference = HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests)
+
+    def runner(budget: int):
+        class Budgeted(HarnessLM):
+            sizes: list[int] = []
+
+            def _memory_budget(self):
+                return budget
+
+            def _forward_logprobs(self, seqs, keep, cache=None):
+                self.sizes.append(len(seqs))
+                return super()._forward_logprobs(seqs, keep, cache)
+
+        return Budgeted(loaded=harness_lm.loaded, batch_size="auto")
+
+    tight, ample = runner(budget=1), runner(budget=1 << 40)
+    assert tight.auto_batch and tight.batch_size == 64
+    assert_same_loglikelihoods(tight.loglikelihood(requests), reference)
+    assert_same_loglikelihoods(ample.loglikelihood(requests), reference)
+    assert set(tight.sizes) == {1}  # nothing fits: one row at a time, never a crash
+    assert max(ample.sizes) > 4 and len(ample.sizes) < len(tight.sizes)  # room: bigger, fewer passes
+
+
+def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
+    import torch
+
+    from harness.models.hf import HarnessLM
+
+    class TightDevice(HarnessLM):
+        # fault injection: there is no accelerator here to run out of memory for real
+        def _forward_logprobs(self, seqs, keep, cache=None):
+            if len(seqs) > 2:
+                raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+            return super()._forward_logprobs(seqs, keep, cache)
+
+    requests = task_instances("demo_capitals", limit=10)
+    tight = TightDevice(loaded=harness_lm.loaded, batch_size=16)
+    assert_same_loglikelihoods(tight.loglikelihood(requests),
+                               HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests))
+    assert 1 <= tight.batch_size <= 2  # halved until a slice fits (a 3-item tail halves to 1)

@@ -13,7 +13,7 @@ import copy
 import logging
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 2048  # HFLM._DEFAULT_MAX_LENGTH, used when neither config nor tokenizer says
 DEFAULT_BATCH_SIZE = 8
+AUTO_MAX_BATCH = 64  # `auto` starts here and shrinks to what memory allows
 # A shared prefix gets its own cached forward pass when it saves at least this many token
 # computations, and a nested one only when it is at least MIN_PREFIX_STEP tokens longer.
 MIN_SHARED_TOKENS = 64
@@ -83,7 +84,8 @@ class HarnessLM(TemplateLM):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = configure_pad_token(loaded.tokenizer, model_config=self.model.config)
-        self.batch_size = _parse_batch_size(batch_size)
+        self.auto_batch = str(batch_size).startswith("auto")
+        self.batch_size = AUTO_MAX_BATCH if self.auto_batch else _parse_batch_size(batch_size)
         self.add_bos_token = add_bos_token
         self._max_length = max_length
         self._max_gen_toks = max_gen_toks
@@ -175,9 +177,7 @@ class HarnessLM(TemplateLM):
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", unit="req")
 
         def score(hosts: list[tuple], prefix_len: int, cache) -> None:
-            order = sorted(hosts, key=lambda h: -len(h))  # similar lengths together: little padding
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
+            def run(batch: list[tuple]) -> None:
                 spans = {h: [(i, len(inputs[i]), requests[i][2]) for i in members[h]] for h in batch}
                 keep = sorted({p - prefix_len for h in batch for _, end, cont in spans[h]
                                for p in range(end - len(cont), end)})
@@ -192,6 +192,10 @@ class HarnessLM(TemplateLM):
                         if requests[i][0] is not None:
                             self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
                         pbar.update(1)
+
+            order = sorted(hosts, key=lambda h: -len(h))  # similar lengths together: little padding
+            self._in_batches(order, run, lambda batch: (len(batch[0]) - prefix_len, prefix_len,
+                                                        max(len(requests[i][2]) for h in batch for i in members[h])))
 
         def process(hosts: list[tuple], prefix_len: int, cache) -> None:
             """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache`."""
@@ -260,6 +264,56 @@ class HarnessLM(TemplateLM):
     def barrier(self) -> None:
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
+
+    # ---------------------------------------------------------------- batching
+    def _in_batches(self, items: list, run: Callable[[list], None], shape: Callable[[list], tuple[int, int, int]]) -> None:
+        """Call run() on consecutive slices of items, never crashing on memory.
+
+        A slice holds batch_size items; with batch size `auto`, as many as the memory budget allows
+        (shape(slice) gives its new tokens per row, cached tokens, scored positions per row). A slice
+        that runs out of accelerator memory is halved and retried, and later slices start smaller.
+        """
+        i = 0
+        while i < len(items):
+            size = min(self.batch_size, len(items) - i)
+            if self.auto_batch:
+                budget = self._memory_budget()
+                while size > 1 and self._batch_bytes(size, *shape(items[i : i + size])) > budget:
+                    size //= 2
+            try:
+                run(items[i : i + size])
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise
+                self.batch_size = size // 2
+                log.warning("out of memory at batch size %d: continuing with %d", size, self.batch_size)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            i += size
+
+    def _memory_budget(self) -> int:
+        """Bytes a batch may use: 80 % of free accelerator memory, or half the available RAM (a
+        process that exhausts RAM is killed, not warned)."""
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return int(free * 0.8)
+        import psutil
+
+        return int(psutil.virtual_memory().available * 0.5)
+
+    def _batch_bytes(self, rows: int, new_tokens: int, cached_tokens: int, scored: int) -> int:
+        """Rough peak memory of one forward pass: KV cache, widest activation, attention, kept logits."""
+        cfg = getattr(self.model.config, "text_config", None) or self.model.config
+        width = self.model.dtype.itemsize
+        heads = cfg.num_attention_heads
+        kv_dim = getattr(cfg, "num_key_value_heads", heads) * (getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        total = cached_tokens + new_tokens
+        kv = 2 * cfg.num_hidden_layers * kv_dim * total * rows * width
+        activations = rows * new_tokens * max(3 * cfg.intermediate_size, 4 * cfg.hidden_size) * width
+        attention = rows * heads * new_tokens * total * 4
+        logits = 2 * rows * scored * cfg.vocab_size * 4
+        return kv + activations + attention + logits
 
     def _pad_between(self, prefix: tuple, suffixes: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
         """[prefix | pads | suffix] per row with its attention mask: the shared prefix keeps the same
@@ -330,8 +384,9 @@ class HarnessLM(TemplateLM):
             # lexicographic order puts prompts that share a preamble (few-shot exemplars) together
             order = sorted(members, key=lambda i: encoded[i])
             prefix_cache: tuple[tuple, Any] = ((), None)
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
+
+            def run(batch: list[int]) -> None:
+                nonlocal prefix_cache
                 prompts = [encoded[i] for i in batch]
                 shared = min(len(p) for p in prompts) - 1  # every prompt keeps a token of its own
                 for p in prompts[1:]:
@@ -362,6 +417,8 @@ class HarnessLM(TemplateLM):
                     results[i] = text
                     self.cache_hook.add_partial("generate_until", requests[i].args, text)
                     pbar.update(1)
+
+            self._in_batches(order, run, lambda batch: (max(len(encoded[i]) for i in batch) + max_gen_toks, 0, 1))
         pbar.close()
         return results  # type: ignore[return-value]
 
@@ -392,7 +449,7 @@ def _common_prefix_len(a: tuple, b: tuple) -> int:
 
 
 def _parse_batch_size(value: int | str | None) -> int:
-    if value in (None, "", "auto"):
+    if value in (None, ""):
         return DEFAULT_BATCH_SIZE
     try:
         size = int(str(value).split(":")[0])
