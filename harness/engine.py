@@ -57,7 +57,7 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> Finished
     state = distributed_state()
     device = spec.device or (str(state.device) if state is not None else None)  # one device per process
     loaded = loaded or load_model(spec.model, device=device, dtype=spec.dtype)
-    lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size)
+    lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile)
     seeds = spec.seeds()
     results = lm_eval.simple_evaluate(
         model=lm,

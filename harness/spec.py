@@ -36,6 +36,7 @@ class RunSpec:
     device: str | None = None
     dtype: str | None = None
     bootstrap_iters: int = 1000
+    compile: bool = False  # torch.compile the forward pass; speed only
     # where things are read from; not part of the identity
     data_dir: str | None = None
     include_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -56,8 +57,8 @@ class RunSpec:
 def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[str, str]) -> str:
     """Identity of a run: settings that change numbers, the model's weights, the tasks' configs."""
     settings = spec.to_dict()
-    # where things were read from, and the batch size (which changes speed, not numbers), stay out
-    for key in ("data_dir", "include_paths", "model", "tasks", "batch_size"):
+    # where things were read from, and what changes speed but not numbers, stay out
+    for key in ("data_dir", "include_paths", "model", "tasks", "batch_size", "compile"):
         settings.pop(key)
     weights = {k: model_identity.get(k) for k in ("sha256", "hub_id", "revision", "dtype")}
     return json_sha256({"settings": settings, "model": weights, "tasks": task_hashes})

@@ -148,3 +148,13 @@ def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
     assert_same_loglikelihoods(tight.loglikelihood(requests),
                                HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests))
     assert 1 <= tight.batch_size <= 2  # halved until a slice fits (a 3-item tail halves to 1)
+
+
+def test_compiled_forward_gives_the_same_scores(harness_lm, smollm2_weights):
+    from harness.models.catalog import load_model
+    from harness.models.hf import HarnessLM
+
+    requests = task_instances("demo_capitals", limit=6)
+    compiled = HarnessLM(loaded=load_model("smollm2-135m"), batch_size=8, compile=True)  # its own model copy
+    assert hasattr(compiled.model.forward, "_torchdynamo_orig_callable")
+    assert_same_loglikelihoods(compiled.loglikelihood(requests), harness_lm.loglikelihood(requests))
