@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import random
+import re
 from pathlib import Path
 
 from harness.tasks import build_task_manager
@@ -16,3 +20,33 @@ def task_instances(name: str, data_dir: Path | None = None, num_fewshot: int = 0
     task.set_fewshot_seed(seed=1234)
     task.build_all_requests(limit=limit, rank=0, world_size=1)
     return task.instances
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def squad_official():
+    """The official SQuAD v1.1 evaluation script (tests/fixtures/squad_v11_official.py) as a module."""
+    spec = importlib.util.spec_from_file_location("squad_v11_official",
+                                                  Path(__file__).parent / "fixtures" / "squad_v11_official.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def perturb(text: str, rng: random.Random) -> str:
+    """A plausible model output near a reference: words dropped/swapped, case changed, sentences on lines."""
+    words = text.split()
+    kind = rng.randrange(5)
+    if kind == 0 and len(words) > 3:
+        del words[rng.randrange(len(words))]
+    elif kind == 1 and len(words) > 3:
+        i = rng.randrange(len(words) - 1)
+        words[i], words[i + 1] = words[i + 1], words[i]
+    elif kind == 2:
+        words = [w.lower() for w in words]
+    elif kind == 3:
+        return re.sub(r"([.!?]) ", r"\1\n", text)  # one sentence a line: what rougeLsum splits on
+    return " ".join(words[: max(1, len(words) - rng.randrange(4))])

@@ -1,0 +1,347 @@
+"""Stderr, 95% interval and signature for every score of an lm-eval run; ECE; sentence BLEU per sample.
+
+The engine runs lm-eval with `bootstrap_iters=0` (lm-eval then computes no stderr at all) and hands the
+results and the per-sample records lm-eval logged to `attach_statistics`, which fills in, in place:
+
+- `results[task]["<metric>_stderr,<filter>"]`: lm-eval's own key, now a number for every metric
+  (closed form for means, the same value lm-eval reports; a vectorised seeded bootstrap otherwise);
+- `ci95[task]["<metric>,<filter>"]`: the 95% interval [lo, hi] (normal for means and group scores,
+  bootstrap percentiles otherwise), or null;
+- `signatures[task]["<metric>,<filter>"]`: the score's signature (see harness.scorers.signature);
+- `results[task]["ece,<filter>"]` (+ stderr, interval, signature) for every multiple-choice task;
+- groups: lm-eval's own `Group.aggregate` re-run on the filled-in task stderrs (pooled stderr);
+- `sentence_bleu` on each sample record of a task that reports `corpus_bleu` or lm-eval's `bleu`.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import sacrebleu
+from lm_eval.api import metrics as lm_metrics
+
+from harness.scorers import registry
+from harness.scorers.bleu import (
+    new_metric,
+    reference_streams,
+    sacrebleu_options,
+    scores_from_statistics,
+    segment_statistics,
+    sentence_bleu,
+)
+from harness.scorers.bootstrap import (
+    Estimate,
+    bootstrap_resampled,
+    bootstrap_statistic,
+    mean_estimate,
+    normal_interval,
+)
+from harness.scorers.calibration import ECE_BINS, choice_confidence, ece_from_sums, ece_rows
+from harness.scorers.classification import confusion_rows, f1_from_counts, f1_rows, mcc_from_confusion
+from harness.scorers.correlation import pearson_from_sums, pearson_rows, spearman_resampled
+from harness.scorers.perplexity import bits_per_byte_from_sums, weighted_perplexity_from_sums
+from harness.scorers.rouge import ROUGE_TYPES, rouge_options
+from harness.scorers.signature import format_signature
+
+log = logging.getLogger(__name__)
+
+ECE_OPTIONS = {"bins": ECE_BINS, "binning": "equal-width", "conf": "max-softmax"}
+_CONFIG_KEYS = ("metric", "aggregation", "higher_is_better", "hf_evaluate")
+# lm-eval's sacrebleu aggregations: the sacrebleu metric each one calls (with lm-eval's arguments)
+_LM_EVAL_SACREBLEU = {
+    lm_metrics.bleu: lambda: sacrebleu.metrics.BLEU(),
+    lm_metrics.chrf: lambda: sacrebleu.metrics.CHRF(),
+    lm_metrics.chrfpp: lambda: sacrebleu.metrics.CHRF(word_order=2),
+    lm_metrics.ter: lambda: sacrebleu.metrics.TER(),
+}
+
+
+def attach_statistics(results: dict[str, Any], samples: dict[str, list[dict]], tasks: Iterable[Any], *,
+                      seed: int, resamples: int) -> None:
+    """Fill in stderr, ci95, signatures, ECE and sentence BLEU (see the module docstring); in place."""
+    leaves, groups = _flatten(tasks)
+    annotator = _Annotator(results, seed, resamples)
+    for name, task in leaves.items():
+        if name in annotator.scores:
+            annotator.task(name, task, samples.get(name, []))
+    for group in _bottom_up(groups):
+        if group.name in annotator.scores:
+            annotator.group(group)
+
+
+class _Annotator:
+    """Writes one run's stderr, intervals and signatures into its lm-eval results dict."""
+
+    def __init__(self, results: dict[str, Any], seed: int, resamples: int):
+        self.results, self.seed, self.resamples = results, seed, resamples
+        self.scores: dict[str, dict[str, Any]] = results.setdefault("results", {})
+        self.ci95: dict[str, dict[str, Any]] = results.setdefault("ci95", {})
+        self.signatures: dict[str, dict[str, str]] = results.setdefault("signatures", {})
+        self.described: dict[tuple[str, str], tuple[dict, list[str]]] = {}  # (task, key) -> options, libraries
+        self.calibration: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # (task, filter) -> conf, correct
+
+    def record(self, task: str, key: str, estimate: Estimate | None, options: dict, libraries: list[str]) -> None:
+        metric, filt = key.split(",", 1)
+        has = estimate is not None
+        self.scores[task][f"{metric}_stderr,{filt}"] = estimate.stderr if has and estimate.stderr is not None else "N/A"
+        self.ci95.setdefault(task, {})[key] = list(estimate.ci95) if has and estimate.ci95 else None
+        self.signatures.setdefault(task, {})[key] = format_signature(metric, options, estimate, libraries)
+        self.described[(task, key)] = (options, libraries)
+
+    def task(self, name: str, task: Any, rows: list[dict]) -> None:
+        """Every score of a leaf task from its logged samples; ECE if multiple-choice; sentence BLEU."""
+        by_filter: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            by_filter[row.get("filter", "none")].append(row)
+        aggregations = task.aggregation()
+        config = self.results.get("configs", {}).get(name, {})
+        for key in [k for k, v in self.scores[name].items() if _is_score(k, v)]:
+            metric, filt = key.split(",", 1)
+            items = [row[metric] for row in by_filter.get(filt, []) if metric in row]
+            aggregation = aggregations.get(metric, lm_metrics.mean)  # lm-eval's fallback is mean too
+            options, libraries = describe_metric(metric, aggregation, _metric_config(config, metric))
+            try:
+                estimate, options, libraries = estimate_score(metric, aggregation, items,
+                                                              _metric_config(config, metric), seed=self.seed,
+                                                              resamples=self.resamples)
+            except Exception as exc:  # per-sample items we cannot read must not cost the finished run
+                log.warning("%s %s: no stderr or interval (%s: %s)", name, key, type(exc).__name__, exc)
+                estimate = None
+            self.record(name, key, estimate, options, libraries)
+        if getattr(task, "OUTPUT_TYPE", config.get("output_type")) == "multiple_choice":
+            for filt, filter_rows in by_filter.items():
+                pairs = confidence_and_correct(filter_rows)
+                if pairs is not None:
+                    self.calibration[(name, filt)] = pairs
+                    self.ece(name, filt, pairs)
+        add_sentence_bleu(rows)
+
+    def group(self, group: Any) -> None:
+        """lm-eval's own group aggregation over the filled-in task stderrs; normal intervals; pooled ECE."""
+        aggregated = group.aggregate(self.scores)
+        self.scores[group.name] = aggregated
+        if group.name in self.results.get("groups", {}):
+            self.results["groups"][group.name] = aggregated  # the same dict: later additions show in both
+        leaf_names = [t.task_name for t in group.get_all_tasks()]
+        weighting = {a.metric: a.weight_by_size for a in group.aggregate_metric_list or []}
+        for key in [k for k, v in aggregated.items() if _is_score(k, v)]:
+            metric, filt = key.split(",", 1)
+            stderr = aggregated.get(f"{metric}_stderr,{filt}")
+            estimate = (Estimate(float(stderr), normal_interval(aggregated[key], float(stderr)), "normal")
+                        if isinstance(stderr, numbers.Real) else None)
+            options, libraries = next((self.described[(t, key)] for t in leaf_names if (t, key) in self.described),
+                                      ({}, []))
+            group_options = {**options, "group": "size-weighted" if weighting.get(metric, True) else "mean"}
+            self.record(group.name, key, estimate, group_options, libraries)
+        for filt in {f for (t, f) in self.calibration if t in leaf_names}:
+            if all((t, filt) in self.calibration for t in leaf_names):  # ECE over all the group's docs
+                pooled = tuple(np.concatenate([self.calibration[(t, filt)][i] for t in leaf_names]) for i in (0, 1))
+                self.calibration[(group.name, filt)] = pooled
+                self.ece(group.name, filt, pooled, {"group": "pooled-docs"})
+
+    def ece(self, name: str, filt: str, pairs: tuple[np.ndarray, np.ndarray], extra: dict | None = None) -> None:
+        rows = ece_rows(*pairs)
+        key = f"ece,{filt}"
+        self.scores[name][key] = float(ece_from_sums(rows.sum(axis=0))[0])
+        estimate = bootstrap_statistic(rows, ece_from_sums, self.resamples, self.seed) if self.resamples > 0 else None
+        self.record(name, key, estimate, {**ECE_OPTIONS, **(extra or {})}, ["harness"])
+        self.results.setdefault("higher_is_better", {}).setdefault(name, {})["ece"] = False
+
+
+def estimate_score(metric: str, aggregation: Callable, items: list, config: dict, *, seed: int,
+                   resamples: int) -> tuple[Estimate | None, dict[str, object], list[str]]:
+    """(uncertainty, signature options, libraries) of one score from its per-sample items."""
+    options, libraries = describe_metric(metric, aggregation, config)
+    boot = resamples > 0 and len(items) > 1
+
+    def bootstrap(stats: np.ndarray, score: Callable[[np.ndarray], np.ndarray]) -> Estimate | None:
+        return bootstrap_statistic(stats, score, resamples, seed) if boot else None
+
+    if aggregation is lm_metrics.bypass_agg or not items:
+        return None, options, libraries
+    if aggregation is lm_metrics.mean:
+        return mean_estimate([float(x) for x in items]), options, libraries
+    if aggregation is lm_metrics.nanmean:
+        x = np.asarray(items, dtype=np.float64)
+        return mean_estimate(x[np.isfinite(x)]), {**options, "nan": "dropped"}, libraries
+    if aggregation is lm_metrics.brier_score:  # mean over docs of Σ (p - one_hot(gold))²
+        per_doc = [float(np.sum((np.asarray(p) - np.eye(len(p))[g]) ** 2)) for g, p in items]
+        return mean_estimate(per_doc), options, libraries
+    if aggregation in (lm_metrics.weighted_perplexity, lm_metrics.bits_per_byte, lm_metrics.perplexity):
+        if aggregation is lm_metrics.perplexity:  # exp(-mean ll): a weighted perplexity with weight 1
+            stats = np.array([(float(ll), 1.0) for ll in items])
+        else:
+            stats = np.array([(float(ll), float(units)) for ll, units in items])
+        fn = bits_per_byte_from_sums if aggregation is lm_metrics.bits_per_byte else weighted_perplexity_from_sums
+        return bootstrap(stats, fn), options, libraries
+    if aggregation is lm_metrics.matthews_corrcoef:
+        rows, k = confusion_rows([_label(g) for g, _ in items], [_label(p) for _, p in items])
+        return bootstrap(rows, lambda s: mcc_from_confusion(s, k)), options, libraries
+    if aggregation is lm_metrics.f1_score:
+        rows = f1_rows([_label(g) for g, _ in items], [_label(p) for _, p in items])
+        return bootstrap(rows, f1_from_counts), options, libraries
+    if aggregation in _LM_EVAL_SACREBLEU or aggregation in (registry.corpus_bleu_aggregation,
+                                                            registry.corpus_chrf_aggregation):
+        if aggregation in _LM_EVAL_SACREBLEU:
+            metric_obj = _LM_EVAL_SACREBLEU[aggregation]()
+            streams, preds = lm_metrics._sacreformat([r for r, _ in items], [p for _, p in items])
+            streams = [list(s) for s in streams]
+        else:
+            metric_obj = new_metric("bleu" if aggregation is registry.corpus_bleu_aggregation else "chrf")
+            streams, preds = reference_streams([r for r, _ in items]), [p for _, p in items]
+        stats = segment_statistics(metric_obj, preds, streams)
+        options = {**sacrebleu_options(metric_obj), **options}
+        return bootstrap(stats, lambda s: scores_from_statistics(metric_obj, s)), options, libraries
+    if aggregation is registry.pearson_aggregation:
+        return bootstrap(pearson_rows([p for p, _ in items], [g for _, g in items]), pearson_from_sums), \
+            options, libraries
+    if aggregation is registry.spearman_aggregation:
+        x, y = [p for p, _ in items], [g for _, g in items]
+        estimate = bootstrap_resampled(len(items), lambda idx: spearman_resampled(x, y, idx), resamples, seed) \
+            if boot else None
+        return estimate, options, libraries
+    return _generic_bootstrap(aggregation, items, seed, resamples) if boot else None, options, libraries
+
+
+def describe_metric(metric: str, aggregation: Callable, config: dict) -> tuple[dict[str, object], list[str]]:
+    """Signature options and libraries of a metric: ours, lm-eval's built-ins, or a task's own."""
+    agg_name = getattr(aggregation, "__name__", str(aggregation))
+    if metric in ROUGE_TYPES:
+        return rouge_options(metric), ["rouge-score"]
+    if metric in ("corpus_bleu", "corpus_chrf"):
+        return {}, ["sacrebleu"]
+    if metric in ("squad_exact_match", "squad_f1"):
+        return {"norm": "squad-v1.1", "multiref": "max"}, ["harness"]
+    if metric in ("pearson", "spearman") and aggregation in (registry.pearson_aggregation,
+                                                            registry.spearman_aggregation):
+        return {}, ["scipy"]
+    builtin: dict[str, tuple[dict[str, object], list[str]]] = {
+        "acc": ({}, ["lm_eval"]),
+        "acc_norm": ({"norm": "chars"}, ["lm_eval"]),
+        "acc_bytes": ({"norm": "bytes"}, ["lm_eval"]),
+        "acc_mutual_info": ({"pmi": True}, ["lm_eval"]),
+        "exact_match": (dict(config), ["lm_eval"]),
+        "mcc": ({}, ["scikit-learn", "lm_eval"]),
+        "f1": ({"average": "binary", "pos_label": 1}, ["scikit-learn", "lm_eval"]),
+        "word_perplexity": ({"unit": "words"}, ["lm_eval"]),
+        "byte_perplexity": ({"unit": "bytes"}, ["lm_eval"]),
+        "bits_per_byte": ({}, ["lm_eval"]),
+        "perplexity": ({}, ["lm_eval"]),
+        "brier_score": ({}, ["lm_eval"]),
+        "bleu": ({}, ["sacrebleu", "lm_eval"]),
+        "chrf": ({}, ["sacrebleu", "lm_eval"]),
+        "chrf++": ({}, ["sacrebleu", "lm_eval"]),
+        "ter": ({}, ["sacrebleu", "lm_eval"]),
+    }
+    if metric in builtin and getattr(aggregation, "__module__", "") == lm_metrics.__name__:
+        return builtin[metric]
+    return {"agg": agg_name, **config}, ["lm_eval"]  # a task's own metric: name its aggregation
+
+
+def confidence_and_correct(rows: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per doc of a multiple-choice task: softmax confidence of the argmax choice, and whether it is right.
+
+    Correctness is lm-eval's own per-doc `acc` (or gold == prediction of `mcc`/`f1`); a task reporting
+    neither has no ECE.
+    """
+    conf, correct = [], []
+    for row in rows:
+        try:
+            lls = [float(resp[0]) for resp in row.get("filtered_resps") or []]
+        except (TypeError, ValueError, IndexError):
+            return None
+        if "acc_mutual_info" in row:  # the second half are the unconditional loglikelihoods
+            lls = lls[: len(lls) // 2]
+        if "acc" in row:
+            right = float(row["acc"])
+        elif "mcc" in row or "f1" in row:
+            gold, pred = row["mcc"] if "mcc" in row else row["f1"]
+            right = float(gold == pred)
+        else:
+            return None
+        if not lls:
+            return None
+        conf.append(choice_confidence(lls))
+        correct.append(right)
+    return (np.array(conf), np.array(correct)) if conf else None
+
+
+def add_sentence_bleu(rows: list[dict]) -> None:
+    """sacrebleu sentence BLEU on each sample that carries a corpus BLEU item, for browsing."""
+    for row in rows:
+        item = row.get("corpus_bleu", row.get("bleu"))
+        if item is None or "sentence_bleu" in row:
+            continue
+        references, prediction = item
+        if isinstance(prediction, (list, tuple)):  # lm-eval's own items may wrap the prediction
+            prediction = prediction[0]
+        row["sentence_bleu"] = sentence_bleu(prediction, references)
+
+
+def _generic_bootstrap(aggregation: Callable, items: list, seed: int, resamples: int) -> Estimate | None:
+    """A task's own aggregation, called once per resample (lm-eval's way; slow but general)."""
+    def replicate(idx: np.ndarray) -> np.ndarray:
+        return np.array([float(aggregation([items[i] for i in row])) for row in idx])
+
+    try:
+        return bootstrap_resampled(len(items), replicate, resamples, seed)
+    except Exception as exc:  # a custom aggregation may not accept resampled items; report no interval
+        log.warning("no bootstrap for aggregation %s: %s", getattr(aggregation, "__name__", aggregation), exc)
+        return None
+
+
+def _is_score(key: str, value: Any) -> bool:
+    return "," in key and "_stderr," not in key and isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _metric_config(config: dict, metric: str) -> dict:
+    """The options a task's metric_list gives a metric (e.g. exact_match's ignore_case), in YAML order."""
+    for entry in config.get("metric_list") or []:
+        if isinstance(entry, dict) and entry.get("metric") == metric:
+            return {k: v for k, v in entry.items() if k not in _CONFIG_KEYS}
+    return {}
+
+
+def _label(value: Any) -> Any:
+    """A hashable class label (lm-eval's gold may be a one-element list)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        return value[0]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _flatten(tasks: Iterable[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Leaf tasks and groups (every level) of lm-eval's built Task/Group objects, by name."""
+    from lm_eval.api.group import Group
+
+    leaves: dict[str, Any] = {}
+    groups: dict[str, Any] = {}
+    for obj in tasks:
+        if isinstance(obj, Group):
+            groups[obj.name] = obj
+            groups.update({g.name: g for g in obj.get_all_groups(recursive=True)})
+            leaves.update({t.task_name: t for t in obj.get_all_tasks(recursive=True)})
+        else:
+            leaves[obj.task_name] = obj
+    return leaves, groups
+
+
+def _bottom_up(groups: dict[str, Any]) -> list[Any]:
+    """Groups with every subgroup before its parent."""
+    order: list[Any] = []
+    seen: set[str] = set()
+
+    def visit(group) -> None:
+        if group.name in seen:
+            return
+        seen.add(group.name)
+        for child in group.get_all_groups(recursive=False):
+            visit(child)
+        order.append(group)
+
+    for group in groups.values():
+        visit(group)
+    return order
