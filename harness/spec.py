@@ -10,16 +10,10 @@ from lm_eval.utils import simple_parse_args_string
 
 from harness.errors import BadOptionError
 from harness.hashing import json_sha256
+from harness.models.generation import GEN_KWARGS, GEN_KWARGS_ALIASES, check_gen_kwargs
 
 # lm-eval's own defaults (simple_evaluate): python random 0, numpy/torch/few-shot 1234.
 LM_EVAL_SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
-
-# Generation settings the runner honours; --gen-kwargs keys outside this set are refused.
-GEN_KWARGS = {
-    "temperature", "top_p", "top_k", "do_sample", "max_gen_toks", "until", "num_beams",
-    "repetition_penalty", "min_new_tokens",
-}
-GEN_KWARGS_ALIASES = {"max_new_tokens": "max_gen_toks", "stop": "until"}
 
 
 @dataclass(frozen=True)
@@ -93,4 +87,5 @@ def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:
         if key not in GEN_KWARGS:
             raise BadOptionError(f"--gen-kwargs: unknown setting '{key}' (known: {', '.join(sorted(GEN_KWARGS))})")
         out[key] = value
+    check_gen_kwargs(out, "--gen-kwargs")
     return out

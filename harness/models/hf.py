@@ -22,9 +22,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import (
     configure_pad_token,
-    handle_stop_sequences,
     has_bos_prefix,
-    normalize_gen_kwargs,
     postprocess_generated_text,
     resolve_max_length,
 )
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from harness.errors import UserError
 from harness.models.catalog import LoadedModel, load_model
+from harness.models.generation import DEFAULT_SEED, GenerationSettings, resolve_generation
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +62,7 @@ class HarnessLM(TemplateLM):
         add_bos_token: bool | None = None,
         max_gen_toks: int = 256,
         compile: bool = False,
+        seed: int = DEFAULT_SEED,
         **_ignored: Any,  # lm-eval passes max_batch_size etc. to every model
     ) -> None:
         super().__init__()
@@ -93,6 +93,9 @@ class HarnessLM(TemplateLM):
         self.add_bos_token = add_bos_token
         self._max_length = max_length
         self._max_gen_toks = max_gen_toks
+        self.seed = int(seed)  # sampling seed of requests whose generation_kwargs give none
+        # per task: the generation settings used and where each came from (the run record reads it)
+        self.generation_used: dict[str, dict[str, Any]] = {}
         # work actually done: tokens run through the model and forward passes (benchmarks read it)
         self.stats = {"tokens_computed": 0, "forward_passes": 0, "loglikelihood_seconds": 0.0}
 
@@ -358,35 +361,63 @@ class HarnessLM(TemplateLM):
         return totals
 
     # ---------------------------------------------------------------- generation
+    def generation_settings(self, gen_kwargs: dict[str, Any], task: str | None = None) -> GenerationSettings:
+        """A request's generation_kwargs completed with the runner's defaults (see harness.models.generation)."""
+        return resolve_generation(
+            gen_kwargs,
+            eos=self.tok_decode(self.eot_token_id, skip_special_tokens=False),
+            default_max_gen_toks=self.max_gen_toks,
+            model_config=getattr(self.model, "generation_config", None),
+            run_seed=self.seed,
+            where=f"task '{task}' generation_kwargs" if task else "generation_kwargs",
+        )
+
     @torch.no_grad()
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         """Batched greedy/sampled generation with lm-eval's stop and cleanup rules.
 
         A batch's shared preamble (few-shot exemplars) is prefilled once and its KV cache reused
         by every row; prompts are then left-padded after that preamble, as lm-eval pads before it.
+        Greedy requests with the same prompt are generated once; sampled ones never are merged:
+        each gets its own noise stream, seeded by (seed, task, prompt, repeat number).
         """
         results: list[str | None] = [None] * len(requests)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
             groups[repr(sorted(req.args[1].items(), key=lambda kv: kv[0]))].append(i)
-        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        # every group's settings are checked before anything is generated
+        settings_of = {key: self.generation_settings(requests[members[0]].args[1], requests[members[0]].task_name)
+                       for key, members in groups.items()}
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", unit="req")
-        for members in groups.values():
-            gen_kwargs = dict(requests[members[0]].args[1])
-            kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
-            until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
-            max_gen_toks = kwargs.pop("max_gen_toks")
-            kwargs.pop("max_length", None)
-            max_ctx_len = self.max_length - max_gen_toks
+        for key, members in groups.items():
+            settings = settings_of[key]
+            for i in members:
+                self.generation_used[requests[i].task_name] = settings.record()
+            max_ctx_len = self.max_length - settings.max_gen_toks
             if max_ctx_len <= 0:
-                raise UserError(f"max_gen_toks={max_gen_toks} leaves no room for a prompt in {self.max_length} tokens")
-            if kwargs.get("temperature", 0.0) == 0.0 and kwargs.get("do_sample") is None:
-                kwargs["do_sample"] = False
-            if kwargs.get("do_sample") is False:
-                kwargs.pop("temperature", None)
+                raise UserError(f"max_gen_toks={settings.max_gen_toks} leaves no room for a prompt in "
+                                f"{self.max_length} tokens")
+            until = list(settings.until)
             encoded = {i: tuple(self.tok_encode(requests[i].args[0], left_truncate_len=max_ctx_len)) for i in members}
+            # rows: one per distinct prompt under greedy decoding; one per request under sampling,
+            # where the n-th identical request (a self-consistency repeat) gets the n-th noise stream
+            rows: dict[int, list[int]] = {}  # row's request -> the requests that take its output
+            row_seed: dict[int, int] = {}
+            repeats: dict[tuple, int] = defaultdict(int)
+            first_of: dict[tuple, int] = {}
+            for i in members:
+                if settings.do_sample:
+                    ident = (requests[i].task_name, encoded[i])
+                    rows[i] = [i]
+                    row_seed[i] = settings.row_seed(requests[i].task_name, encoded[i], repeats[ident])
+                    repeats[ident] += 1
+                elif encoded[i] in first_of:
+                    rows[first_of[encoded[i]]].append(i)
+                else:
+                    first_of[encoded[i]] = i
+                    rows[i] = [i]
             # lexicographic order puts prompts that share a preamble (few-shot exemplars) together
-            order = sorted(members, key=lambda i: encoded[i])
+            order = sorted(rows, key=lambda i: encoded[i])
             prefix_cache: tuple[tuple, Any] = ((), None)
 
             def run(batch: list[int]) -> None:
@@ -406,23 +437,29 @@ class HarnessLM(TemplateLM):
                 ids, mask = self._pad_between(prefix, [p[len(prefix):] for p in prompts])
                 width = ids.shape[1]
                 self._count(ids[:, len(prefix):])
+                processors = settings.logits_processors(width, [row_seed[i] for i in batch] if settings.do_sample else None)
                 out = self.model.generate(
                     input_ids=ids.to(self.device),
                     attention_mask=mask.to(self.device),
                     past_key_values=cache,
-                    max_length=width + max_gen_toks,
+                    max_length=width + settings.max_gen_toks,
                     stopping_criteria=stop_sequences_criteria(self.tokenizer, until, width, len(batch)),
                     pad_token_id=self.tokenizer.pad_token_id,
                     use_cache=True,
-                    **kwargs,
+                    # sampling too runs as argmax: the seeded noise processor makes it a draw
+                    do_sample=False,
+                    logits_processor=processors,
+                    **settings.extra,
                 )
                 for row, i in enumerate(batch):
                     text = postprocess_generated_text(self.tok_decode(out[row, width:].tolist()), until, None)
-                    results[i] = text
-                    self.cache_hook.add_partial("generate_until", requests[i].args, text)
-                    pbar.update(1)
+                    for j in rows[i]:
+                        results[j] = text
+                        self.cache_hook.add_partial("generate_until", requests[j].args, text)
+                    pbar.update(len(rows[i]))
 
-            self._in_batches(order, run, lambda batch: (max(len(encoded[i]) for i in batch) + max_gen_toks, 0, 1))
+            self._in_batches(order, run,
+                             lambda batch: (max(len(encoded[i]) for i in batch) + settings.max_gen_toks, 0, 1))
         pbar.close()
         return results  # type: ignore[return-value]
 
@@ -467,5 +504,7 @@ def _parse_batch_size(value: int | str | None) -> int:
 def lm_eval_cli() -> None:
     """`harness-lm-eval ...`: lm-eval's own CLI with `--model harness-hf` registered."""
     from lm_eval.__main__ import cli_evaluate
+
+    import harness.scorers  # noqa: F401  our metric names (rouge1, corpus_bleu, ...) for the task YAMLs
 
     cli_evaluate()
