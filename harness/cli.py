@@ -6,7 +6,6 @@ import logging
 import os
 import sys
 import traceback
-from pathlib import Path
 
 import click
 
@@ -110,24 +109,21 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
     if finished is None:
         return  # not the main process of a data-parallel run
     run_dir = RunStore(output).save(finished)
-    _print_summary(summary_rows(finished.results), finished.results["harness"]["model"], run_dir)
+    _print_summary(summary_rows(finished.results), finished.results["harness"], run_dir)
 
 
-def _print_summary(rows, identity, run_dir) -> None:
+def _print_summary(rows, record, run_dir) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"{identity['name']}  ({identity['dtype']}, {identity['device']})", title_justify="left")
-    for col, justify in (("task", "left"), ("shots", "right"), ("n", "right"), ("metric", "left"),
-                         ("value", "right"), ("± stderr", "right")):
-        table.add_column(col, justify=justify)
-    for r in rows:
-        name = f"[bold]{r['task']}[/bold]" if r["group"] else f"  {r['task']}"
-        stderr = f"{r['stderr']:.4f}" if r["stderr"] is not None else ""
-        table.add_row(name, "" if r["shots"] is None else str(r["shots"]), "" if r["n"] is None else str(r["n"]),
-                      r["metric"], f"{r['value']:.4f}", stderr)
+    from harness.reports.summary import summary_table
+
+    identity = record["model"]
     console = Console()
-    console.print(table)
+    if not console.is_terminal:  # a log or a pipe: no 80-column wrap of task names
+        console = Console(width=max(console.width, 160))
+    console.print(summary_table(rows, f"{identity['name']}  ({identity['dtype']}, {identity['device']})"))
+    for name, why in record.get("skipped_tasks", {}).items():
+        console.print(f"skipped {name}: {why}", markup=False)
     console.print(f"run stored in {run_dir}")
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import platform
 import subprocess
 import sys
 import time
+from unittest import mock
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,9 +19,13 @@ from harness.errors import BadOptionError
 from harness.hashing import json_sha256
 from harness.mirror import resolve_data_dir
 from harness.models.catalog import LoadedModel, load_model
+from harness.models.generation import generation_record
 from harness.models.hf import HarnessLM, distributed_state
+from harness.scorers.results import attach_statistics
 from harness.spec import RunSpec, spec_hash
-from harness.tasks import build_task_manager, load_tasks, resolve_task_names
+from harness.tasks import build_task_manager, load_tasks, resolve_tasks
+
+log = logging.getLogger(__name__)
 
 # Config keys that say where data came from, not what the task is.
 _LOCATION_KEYS = ("custom_dataset",)
@@ -52,36 +58,33 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> Finished
     started = time.time()
     data_dir = resolve_data_dir(spec.data_dir)
     tm = build_task_manager(spec.include_paths, data_dir)
-    names = resolve_task_names(tm, list(spec.tasks))
-    built = load_tasks(tm, names)  # before the model: a missing dataset fails in seconds
+    selection = resolve_tasks(tm, list(spec.tasks), data_dir)
+    for name, why in selection.skipped.items():
+        log.warning("skipping %s: %s", name, why)
+    built = load_tasks(tm, selection.names)  # before the model: a missing dataset fails in seconds
     state = distributed_state()
     device = spec.device or (str(state.device) if state is not None else None)  # one device per process
     loaded = loaded or load_model(spec.model, device=device, dtype=spec.dtype)
-    lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile)
     seeds = spec.seeds()
-    results = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=built,
-        task_manager=tm,
-        num_fewshot=spec.num_fewshot,
-        limit=spec.limit,
-        gen_kwargs=dict(spec.gen_kwargs) if spec.gen_kwargs else None,
-        apply_chat_template=spec.apply_chat_template,
-        system_instruction=spec.system_instruction,
-        bootstrap_iters=spec.bootstrap_iters,
-        log_samples=True,
-        random_seed=seeds["random"],
-        numpy_random_seed=seeds["numpy"],
-        torch_random_seed=seeds["torch"],
-        fewshot_random_seed=seeds["fewshot"],
-    )
+    # requests that sample without a seed of their own use the run's torch seed
+    lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile, seed=seeds["torch"])
+    # lm-eval records `git describe` of the working directory and lets git print "fatal: not a git
+    # repository" outside one; ask git quietly (our own commit is in env.json)
+    import lm_eval.evaluator
+
+    with mock.patch.object(lm_eval.evaluator, "get_git_commit_hash", _quiet_git_describe):
+        results = _simple_evaluate(lm, built, tm, spec, seeds)
     if results is None:
         return None  # a non-main process of a data-parallel run: rank 0 has gathered everything
     samples = results.pop("samples", {})
+    attach_statistics(results, samples, built, seed=seeds["numpy"], resamples=spec.bootstrap_iters)
+    results.setdefault("config", {})["bootstrap_iters"] = spec.bootstrap_iters  # lm-eval recorded its 0
     tasks = task_records(results, samples)
+    for name, record in tasks.items():  # generation settings actually used, and who set each
+        record["generation"] = generation_record(lm.generation_used.get(name), spec.gen_kwargs)
     identity = loaded.identity
     run_hash = spec_hash(spec, identity, {name: t["config_sha256"] for name, t in tasks.items()})
-    results["harness"] = {"spec_sha256": run_hash, "model": identity}
+    results["harness"] = {"spec_sha256": run_hash, "model": identity, "skipped_tasks": selection.skipped}
     spec_record = {
         "spec_sha256": run_hash,
         "spec": spec.to_dict(),
@@ -144,12 +147,42 @@ def collect_env(model_identity: dict[str, Any], started: float) -> dict[str, Any
     }
 
 
-def _git_state(path: Path) -> dict[str, Any] | None:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
+def _simple_evaluate(lm, built, tm, spec: RunSpec, seeds: dict[str, int]):
+    import lm_eval
 
+    return lm_eval.simple_evaluate(
+        model=lm,
+        tasks=built,
+        task_manager=tm,
+        num_fewshot=spec.num_fewshot,
+        limit=spec.limit,
+        gen_kwargs=dict(spec.gen_kwargs) if spec.gen_kwargs else None,
+        apply_chat_template=spec.apply_chat_template,
+        system_instruction=spec.system_instruction,
+        bootstrap_iters=0,  # every stderr and interval comes from attach_statistics below: vectorised, seeded
+        log_samples=True,
+        random_seed=seeds["random"],
+        numpy_random_seed=seeds["numpy"],
+        torch_random_seed=seeds["torch"],
+        fewshot_random_seed=seeds["fewshot"],
+    )
+
+
+def _git(*args: str, path: Path | None = None) -> str:
+    where = ["-C", str(path)] if path is not None else []
+    return subprocess.run(["git", *where, *args], capture_output=True, text=True, timeout=10,
+                          check=True).stdout.strip()
+
+
+def _quiet_git_describe() -> str | None:
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        return _git("describe", "--always")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _git_state(path: Path) -> dict[str, Any] | None:
+    try:
+        return {"commit": _git("rev-parse", "HEAD", path=path), "dirty": bool(_git("status", "--porcelain", path=path))}
     except (OSError, subprocess.SubprocessError):
         return None  # installed from a wheel, or git absent

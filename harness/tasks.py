@@ -23,8 +23,9 @@ from lm_eval.tasks._index import Kind
 from lm_eval.tasks._yaml_loader import load_yaml
 
 import harness
+import harness.scorers  # noqa: F401  registers our metric names (rouge1, corpus_bleu, ...) for task YAMLs
 from harness.errors import DataUnavailableError, TaskConfigError, UnknownTaskError, UserError
-from harness.mirror import load_from_mirror, mirror_source
+from harness.mirror import guard_absent_fewshot_split, load_from_mirror, mirror_source
 
 
 def packaged_tasks_dir() -> Path:
@@ -50,7 +51,9 @@ class MirrorTaskFactory(TaskFactory):
 
     def _build_task(self, entry, overrides):
         try:
-            return super()._build_task(entry, overrides)
+            task = super()._build_task(entry, overrides)
+            guard_absent_fewshot_split(task)  # a mirror without the few-shot split: zero-shot only
+            return task
         except UserError:
             raise
         except Exception as exc:  # datasets/hub errors come in many classes; name the task and the fix
@@ -112,21 +115,61 @@ def build_task_manager(include_paths: list[str] | tuple[str, ...] = (), data_dir
 
 def resolve_task_names(tm: TaskManager, patterns: list[str]) -> list[str]:
     """Expand task names, groups, tags and shell globs (`mmlu_*`) to registered names, in order."""
+    return resolve_tasks(tm, patterns).names
+
+
+@dataclass
+class Selection:
+    names: list[str]  # what runs
+    skipped: dict[str, str]  # task -> why not: a tag's or glob's member whose data the mirror lacks
+
+
+def resolve_tasks(tm: TaskManager, patterns: list[str], data_dir: Path | None = None) -> Selection:
+    """resolve_task_names, and with a mirror: a tag or glob (e.g. `glue`) runs the members the mirror
+    holds and lists the others as skipped; a task named outright, or a group (whose score weighs all
+    its members), still fails on missing data, with the one-line error of load_tasks."""
     names: list[str] = []
+    skipped: dict[str, str] = {}
+
+    def add(members: list[str]) -> None:
+        for m in members:
+            why = _missing_from_mirror(tm, m, data_dir)
+            if why:
+                skipped[m] = why
+            elif m not in names:
+                names.append(m)
+
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
             matched = sorted(fnmatch.filter(tm.all_subtasks, pattern))
             if not matched:
                 raise UnknownTaskError(f"no task matches '{pattern}' (see `harness tasks`)")
-            names += [m for m in matched if m not in names]
+            add(matched)
         elif pattern in tm.all_tasks:
-            if pattern not in names:
+            entry = tm.task_index.get(pattern)
+            if entry is not None and entry.kind == Kind.TAG:
+                add(sorted(entry.tags))
+            elif pattern not in names:
                 names.append(pattern)
         else:
             close = difflib.get_close_matches(pattern, tm.all_tasks, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else " (see `harness tasks`)"
             raise UnknownTaskError(f"unknown task '{pattern}'{hint}")
-    return names
+    if not names and skipped:
+        raise DataUnavailableError(f"the mirror {data_dir} holds the data of none of: {', '.join(skipped)}")
+    return Selection(names, skipped)
+
+
+def _missing_from_mirror(tm: TaskManager, name: str, data_dir: Path | None) -> str | None:
+    """Why a plain task cannot load from the mirror, or None (it can, it has bundled data, or no mirror)."""
+    entry = tm.task_index.get(name)
+    if data_dir is None or entry is None or entry.kind != Kind.TASK or entry.yaml_path is None:
+        return None
+    cfg = load_yaml(entry.yaml_path, resolve_func=False)
+    path, sub = cfg.get("dataset_path"), cfg.get("dataset_name")
+    if cfg.get("custom_dataset") is not None or not path or mirror_source(data_dir, path, sub):
+        return None
+    return f"dataset {path}{'/' + str(sub) if sub else ''} is not in the mirror {data_dir}"
 
 
 def load_tasks(tm: TaskManager, names: list[str]) -> list[Task | Group]:

@@ -6,7 +6,11 @@ answers for it in one of two ways, tried in order:
 1. A known original release: a dataset whose hub copy was made from files the mirror holds in
    their original layout (MMLU's Hendrycks CSVs, ...) is converted on load to the hub schema.
    Each family has a module here (mmlu.py, bbh.py, glue.py, ...) declaring its `LAYOUTS`:
-   hub id -> `Layout` (the path it expects under the mirror root and a loader).
+   hub id -> `Layout` (the path it expects under the mirror root and a loader; for releases that
+   come per config, like GLUE's one folder a task, the path of each config, so a mirror holding
+   some configs only says which). Hub splits the release lacks (GLUE's train) are named by the
+   loader (`mirror_dataset_dict`): zero-shot tasks still build, few-shot draws from them are a
+   one-line error (`guard_absent_fewshot_split`, applied by harness.tasks to every built task).
 2. The generic layout: `<root>/<dataset_path>/<dataset_name>/` (or `<root>/<dataset_path>/`)
    holding data files that `datasets.load_dataset(folder)` reads (parquet/jsonl/csv named by
    split, e.g. a hub snapshot), or a folder written by `DatasetDict.save_to_disk`.
@@ -20,7 +24,10 @@ from typing import Any
 
 from harness.errors import DataUnavailableError
 from harness.mirror import bbh, dialogsum, glue, gsm8k, mmlu, nq_open, samsum, squad, wikitext
-from harness.mirror.layout import Layout
+from harness.mirror.layout import Layout, guard_absent_fewshot_split, mirror_dataset_dict
+
+__all__ = ["LAYOUTS", "Layout", "guard_absent_fewshot_split", "load_from_mirror", "mirror_dataset_dict",
+           "mirror_source", "resolve_data_dir"]
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 
@@ -46,14 +53,18 @@ for _family in (mmlu, bbh, glue, squad, nq_open, gsm8k, wikitext, samsum, dialog
 def _generic_folder(root: Path, path: str, name: str | None) -> Path | None:
     candidates = [root / path / name] if name else []
     candidates.append(root / path)
+    layout = LAYOUTS.get(path)
+    if layout:  # a release's own folder (hub id "glue", folder glue/) is not a hub snapshot
+        candidates = [c for c in candidates if c != root / layout.marker.split("/")[0]]
     return next((c for c in candidates if c.is_dir()), None)
 
 
 def mirror_source(root: Path, path: str, name: str | None) -> str | None:
     """Where the mirror would load (path, name) from, or None if it cannot."""
     layout = LAYOUTS.get(path)
-    if layout and (root / layout.marker).exists():
-        return f"{root / layout.marker.split('/')[0]} ({layout.description.split(':')[0]})"
+    if layout and layout.holds(root, name):
+        where = layout.where(root, name) if layout.configs is not None else root / layout.marker.split("/")[0]
+        return f"{where} ({layout.description.split(':')[0]})"
     folder = _generic_folder(root, path, name)
     return str(folder) if folder else None
 
@@ -63,16 +74,20 @@ def load_from_mirror(root: Path, path: str, name: str | None, **_task_metadata: 
     import datasets
 
     layout = LAYOUTS.get(path)
-    if layout and (root / layout.marker).exists():
+    if layout and layout.holds(root, name):
         return layout.load(root, name)
     folder = _generic_folder(root, path, name)
     if folder is None:
         expected = [f"{root / path / name}" if name else None, str(root / path)]
+        held = ""
         if layout:
-            expected.insert(0, str(root / layout.marker))
+            expected.insert(0, str(layout.where(root, name)))
+            if layout.configs is not None and (root / layout.marker).exists():
+                present = [c for c in layout.configs if layout.holds(root, c)]
+                held = f"; the mirror's {layout.description.split(':')[0]} hold {', '.join(present) or 'nothing'}"
         raise DataUnavailableError(
             f"dataset {path}{'/' + name if name else ''} is not in the mirror {root}: looked for "
-            + ", ".join(e for e in expected if e)
+            + ", ".join(e for e in expected if e) + held
         )
     if (folder / "dataset_dict.json").exists():
         return datasets.load_from_disk(str(folder))
