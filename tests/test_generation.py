@@ -167,6 +167,37 @@ def test_repeated_identical_requests_get_different_samples(harness_lm):
     assert len(set(greedy)) == 1
 
 
+@pytest.mark.model
+def test_finished_rows_leave_the_batch_and_outputs_equal_transformers_generate(harness_lm):
+    from lm_eval.models.utils import postprocess_generated_text
+    from lm_eval.models.utils_hf import stop_sequences_criteria
+
+    prompts = ["Q: What is 2 + 2?\nA:", "Write a long story about a dragon who learns to read.\n\n",
+               "The capital of France is", "List three colours, one a line:\n-"]
+    max_new = 40
+    settings = harness_lm.generation_settings({"until": ["\n", "."], "max_gen_toks": max_new})
+    until = list(settings.until)
+    ids, mask = harness_lm._pad_between((), [tuple(harness_lm.tok_encode(p)) for p in prompts])
+    width = ids.shape[1]
+    before = harness_lm.stats["decode_row_steps"]
+    ours = harness_lm._decode(ids, mask, None, 0, settings.logits_processors(width, None), until, max_new)
+    row_steps = harness_lm.stats["decode_row_steps"] - before
+    # the reference: transformers' own generate on the same batch, with lm-eval's stop criteria
+    ref = harness_lm.model.generate(input_ids=ids, attention_mask=mask, max_length=width + max_new, do_sample=False,
+                                    stopping_criteria=stop_sequences_criteria(harness_lm.tokenizer, until, width,
+                                                                              len(prompts)),
+                                    pad_token_id=harness_lm.tokenizer.pad_token_id)
+    for row, tokens in enumerate(ours):
+        theirs = ref[row, width:].tolist()
+        assert theirs[:len(tokens)] == tokens  # same tokens up to where our row stopped
+        assert postprocess_generated_text(harness_lm.tok_decode(tokens), until, None) == \
+            postprocess_generated_text(harness_lm.tok_decode(theirs), until, None)
+    lengths = [len(t) for t in ours]
+    assert len(set(lengths)) > 1, lengths  # rows finished at different steps
+    # each row ran one decoding step per token after its first, and none after it finished
+    assert row_steps == sum(n - 1 for n in lengths) < len(prompts) * (max(lengths) - 1)
+
+
 # ------------------------------------------------------------------ precedence and the run record
 TASK_YAML = """
 task: gen_precedence

@@ -255,6 +255,12 @@ class SeededSamplingLogitsProcessor(LogitsProcessor):
         self.row_seeds = row_seeds
         self.generators: list[torch.Generator] | None = None
 
+    def select(self, rows: list[int]) -> None:
+        """Keep the generators of `rows` only (the decoder dropped the other, finished, rows)."""
+        self.row_seeds = [self.row_seeds[r] for r in rows]
+        if self.generators is not None:
+            self.generators = [self.generators[r] for r in rows]
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.generators is None:
             if len(self.row_seeds) != scores.shape[0]:

@@ -97,7 +97,8 @@ class HarnessLM(TemplateLM):
         # per task: the generation settings used and where each came from (the run record reads it)
         self.generation_used: dict[str, dict[str, Any]] = {}
         # work actually done: tokens run through the model and forward passes (benchmarks read it)
-        self.stats = {"tokens_computed": 0, "forward_passes": 0, "loglikelihood_seconds": 0.0}
+        # decode_row_steps: rows run through decoding steps after the prefill (finished rows run no more)
+        self.stats = {"tokens_computed": 0, "forward_passes": 0, "loglikelihood_seconds": 0.0, "decode_row_steps": 0}
 
     # ---------------------------------------------------------------- identity and limits
     @property
@@ -234,7 +235,7 @@ class HarnessLM(TemplateLM):
     @torch.no_grad()
     def _extend_cache(self, cache, tokens: tuple):
         """KV cache of the parent prefix plus `tokens` (batch of one; the parent is left as it was)."""
-        cache = copy.deepcopy(cache) if cache is not None else None
+        cache = _fresh_view(cache, 1) if cache is not None else None
         ids = torch.tensor([tokens], device=self.device)
         self._count(ids)
         return self.model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
@@ -248,14 +249,70 @@ class HarnessLM(TemplateLM):
         for row, seq in enumerate(seqs):
             ids[row, : len(seq)] = torch.tensor(seq)
         if cache is not None:
-            cache = copy.deepcopy(cache)
-            cache.batch_repeat_interleave(len(seqs))
+            cache = _fresh_view(cache, len(seqs))
         self._count(ids)
         # Right padding needs no mask for a causal model: real positions never attend to pads.
         keep_t = torch.tensor(keep, device=self.device)
         logits = self.model(ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
                             logits_to_keep=keep_t).logits
         return F.log_softmax(logits.float(), dim=-1).cpu()
+
+    # ---------------------------------------------------------------- decoding
+    def _own_decoder_applies(self, settings: GenerationSettings) -> bool:
+        """_decode reproduces model.generate for our settings (greedy, or seeded sampling, with penalties)
+        unless a setting or the model's generation_config asks for a logits processor it does not run."""
+        if settings.extra:  # num_beams, repetition_penalty, min_new_tokens: transformers' generate
+            return False
+        config = getattr(self.model, "generation_config", None)
+        return config is None or not any(getattr(config, key, None) not in (None, 1.0, 0, False, [])
+                                         for key in _GENERATE_ONLY_SETTINGS)
+
+    @torch.no_grad()
+    def _decode(self, ids: torch.Tensor, mask: torch.Tensor, cache, cached: int, processors, until: list[str],
+                max_new: int) -> list[list[int]]:
+        """model.generate's decoding loop, less the rows that are done: each step runs only the rows
+        still generating; a row leaves the batch (and its KV cache) at its EOS token or when its text
+        holds a stop string, so a finished sequence stops costing. Positions, masks and the argmax over
+        processed float32 logits are generate's; `cached` leading columns of `ids` are in `cache`.
+        """
+        device = self.device
+        eos = self.model.generation_config.eos_token_id if getattr(self.model, "generation_config", None) else None
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        step_ids, step_pos = ids[:, cached:], positions[:, cached:]  # the prompt (counted by the caller)
+        live = list(range(ids.shape[0]))  # original row of each row still in the batch
+        generated: list[list[int]] = [[] for _ in live]
+        for step in range(max_new):
+            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
+                             use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            scores = processors(ids, out.logits[:, -1].to(dtype=torch.float32))
+            next_tokens = torch.argmax(scores, dim=-1)
+            ids = torch.cat([ids, next_tokens[:, None]], dim=-1)
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            keep = []
+            for r, token in enumerate(next_tokens.tolist()):
+                tokens = generated[live[r]]
+                tokens.append(token)
+                text = self.tok_decode(tokens, skip_special_tokens=False)
+                if token not in eos_ids and not any(stop in text for stop in until):
+                    keep.append(r)
+            if not keep or step == max_new - 1:
+                break
+            if len(keep) < len(live):
+                index = torch.tensor(keep, device=device)
+                ids, mask, next_tokens = ids[index], mask[index], next_tokens[index]
+                step_pos = step_pos[index]
+                cache.batch_select_indices(index)
+                for processor in processors:
+                    if hasattr(processor, "select"):
+                        processor.select(keep)
+                live = [live[r] for r in keep]
+            step_ids, step_pos = next_tokens[:, None], step_pos[:, -1:] + 1
+            self._count(step_ids)
+            self.stats["decode_row_steps"] += step_ids.shape[0]
+        return generated
 
     # ---------------------------------------------------------------- data parallel (accelerate)
     def all_gather(self, tensor):
@@ -379,7 +436,8 @@ class HarnessLM(TemplateLM):
         A batch's shared preamble (few-shot exemplars) is prefilled once and its KV cache reused
         by every row; prompts are then left-padded after that preamble, as lm-eval pads before it.
         Greedy requests with the same prompt are generated once; sampled ones never are merged:
-        each gets its own noise stream, seeded by (seed, task, prompt, repeat number).
+        each gets its own noise stream, seeded by (seed, task, prompt, repeat number). Rows leave the
+        batch as they finish (_decode).
         """
         results: list[str | None] = [None] * len(requests)
         groups: dict[str, list[int]] = defaultdict(list)
@@ -430,14 +488,19 @@ class HarnessLM(TemplateLM):
                     prefix = prompts[0][:shared]
                     if prefix_cache[0] != prefix:
                         prefix_cache = (prefix, self._extend_cache(None, prefix))
-                    cache = copy.deepcopy(prefix_cache[1])
-                    cache.batch_repeat_interleave(len(batch))
+                    # transformers' generate (the fallback) gets a real copy: it may write caches in place
+                    cache = _fresh_view(prefix_cache[1], len(batch), views=self._own_decoder_applies(settings))
                 else:
                     prefix, cache = (), None
                 ids, mask = self._pad_between(prefix, [p[len(prefix):] for p in prompts])
                 width = ids.shape[1]
                 self._count(ids[:, len(prefix):])
                 processors = settings.logits_processors(width, [row_seed[i] for i in batch] if settings.do_sample else None)
+                if self._own_decoder_applies(settings):
+                    generated = self._decode(ids, mask, cache, len(prefix), processors, until, settings.max_gen_toks)
+                    for row, i in enumerate(batch):
+                        finish(i, generated[row])
+                    return
                 out = self.model.generate(
                     input_ids=ids.to(self.device),
                     attention_mask=mask.to(self.device),
@@ -452,11 +515,14 @@ class HarnessLM(TemplateLM):
                     **settings.extra,
                 )
                 for row, i in enumerate(batch):
-                    text = postprocess_generated_text(self.tok_decode(out[row, width:].tolist()), until, None)
-                    for j in rows[i]:
-                        results[j] = text
-                        self.cache_hook.add_partial("generate_until", requests[j].args, text)
-                    pbar.update(len(rows[i]))
+                    finish(i, out[row, width:].tolist())
+
+            def finish(i: int, tokens: list[int]) -> None:
+                text = postprocess_generated_text(self.tok_decode(tokens), until, None)
+                for j in rows[i]:
+                    results[j] = text
+                    self.cache_hook.add_partial("generate_until", requests[j].args, text)
+                pbar.update(len(rows[i]))
 
             self._in_batches(order, run,
                              lambda batch: (max(len(encoded[i]) for i in batch) + settings.max_gen_toks, 0, 1))
@@ -508,3 +574,35 @@ def lm_eval_cli() -> None:
     import harness.scorers  # noqa: F401  our metric names (rouge1, corpus_bleu, ...) for the task YAMLs
 
     cli_evaluate()
+
+
+# generation_config fields that make model.generate add logits processors _decode does not run
+_GENERATE_ONLY_SETTINGS = (
+    "repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens",
+    "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id", "min_length", "min_new_tokens",
+    "sequence_bias", "exponential_decay_length_penalty", "renormalize_logits", "guidance_scale", "watermarking_config",
+)
+
+
+def _fresh_view(cache, rows: int, views: bool = True):
+    """A prefix KV cache for `rows` rows that the forward pass may extend, leaving `cache` as it was.
+
+    A DynamicCache's layers grow by torch.cat, which builds new tensors, so the copy's layers may
+    hold views of the parent's: keys/values expanded to `rows` rows (no copy; the first cat
+    materialises them once). deepcopy + batch_repeat_interleave copied the prefix twice per batch.
+    Other cache classes (static caches write in place), and `views=False`, get that deep copy.
+    """
+    if not views or type(cache).__name__ != "DynamicCache" or any(
+            type(layer).__name__ not in ("DynamicLayer", "DynamicSlidingWindowLayer") for layer in cache.layers):
+        cache = copy.deepcopy(cache)
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+        return cache
+    view = copy.copy(cache)
+    view.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in view.layers:
+        if getattr(layer, "keys", None) is not None and layer.keys.numel() and layer.keys.shape[0] != rows:
+            layer.keys = layer.keys.expand(rows, *layer.keys.shape[1:])
+            layer.values = layer.values.expand(rows, *layer.values.shape[1:])
+    return view
+
