@@ -86,22 +86,38 @@ def test_batch_size_does_not_change_scores(harness_lm):
     assert_same_loglikelihoods(one, many)
 
 
-def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, reference_lm):
+@pytest.mark.parametrize("pack_max_tokens", [0, 96, 4096], ids=["cached-prefixes", "cache-then-pack", "all-packed"])
+def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, reference_lm, pack_max_tokens):
     # three questions after one long preamble, four multi-token choices each: the preamble is
-    # computed once, each question's context once, and only the choices per choice
+    # computed once, each question's context once, and only the choices per choice; shared
+    # prefixes get a cached pass (KV cache reused) or are packed into one row (trunk, then each
+    # branch under a custom mask) or, nested, the preamble is cached and each question packed
     preamble = " ".join(r.args[0] for r in task_instances("demo_text")[:2])
-    questions = ["Which word best describes the river?", "What did the farmers move?", "Where is the barn?"]
+    questions = ["Which word best describes the river?", "What did the farmers move?", "Where is the old barn that the farmers built?"]
     choices = [" It rose slowly overnight", " The animals went up the hill", " Behind the village, on a hill",
                " Nobody could remember"]
     requests = [Instance("loglikelihood", {}, (f"{preamble}\n\nQuestion: {q}\nAnswer:", c), i, ("adhoc", i, 1))
                 for i, (q, c) in enumerate((q, c) for q in questions for c in choices)]
     from harness.models.hf import HarnessLM
 
-    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=8)
+    class Recording(HarnessLM):
+        packed_rows = 0
+
+        def _forward_logprobs(self, seqs, keep, cache=None, branches=None):
+            self.packed_rows += sum(1 for spans in branches or [] if spans)
+            return super()._forward_logprobs(seqs, keep, cache, branches=branches)
+
+    ours = Recording(loaded=harness_lm.loaded, batch_size=8, pack_max_tokens=pack_max_tokens)
+    preamble_len = len(ours.tok_encode(preamble))
+    assert 96 < preamble_len < 4096 - 200  # so the three settings take the three layouts
     scores = ours.loglikelihood(requests)
     assert_same_loglikelihoods(scores, reference_lm.loglikelihood(requests))
     without_sharing = sum(len(ctx) + len(cont) - 1 for ctx, cont in (ours._encode_pair(*r.args) for r in requests))
     assert ours.stats["tokens_computed"] < without_sharing / 3
+    assert ours.packed_rows == {0: 0, 96: 3, 4096: 1}[pack_max_tokens]
+    # cached: a pass for the preamble, then the 12 rows after it (too short to cache) in 2 batches;
+    # nested: the preamble, then one batch of the 3 packed questions; all packed: one row, one pass
+    assert ours.stats["forward_passes"] == {0: 3, 96: 2, 4096: 1}[pack_max_tokens]
 
 
 def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_lm):
@@ -117,9 +133,9 @@ def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_
             def _memory_budget(self):
                 return budget
 
-            def _forward_logprobs(self, seqs, keep, cache=None):
+            def _forward_logprobs(self, seqs, keep, cache=None, **layout):
                 self.sizes.append(len(seqs))
-                return super()._forward_logprobs(seqs, keep, cache)
+                return super()._forward_logprobs(seqs, keep, cache, **layout)
 
         return Budgeted(loaded=harness_lm.loaded, batch_size="auto")
 
@@ -138,10 +154,10 @@ def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
 
     class TightDevice(HarnessLM):
         # fault injection: there is no accelerator here to run out of memory for real
-        def _forward_logprobs(self, seqs, keep, cache=None):
+        def _forward_logprobs(self, seqs, keep, cache=None, **layout):
             if len(seqs) > 2:
                 raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-            return super()._forward_logprobs(seqs, keep, cache)
+            return super()._forward_logprobs(seqs, keep, cache, **layout)
 
     requests = task_instances("demo_capitals", limit=10)
     tight = TightDevice(loaded=harness_lm.loaded, batch_size=16)
@@ -158,3 +174,14 @@ def test_compiled_forward_gives_the_same_scores(harness_lm, smollm2_weights):
     compiled = HarnessLM(loaded=load_model("smollm2-135m"), batch_size=8, compile=True)  # its own model copy
     assert hasattr(compiled.model.forward, "_torchdynamo_orig_callable")
     assert_same_loglikelihoods(compiled.loglikelihood(requests), harness_lm.loglikelihood(requests))
+
+
+def test_older_transformers_path_keeps_the_same_columns_in_every_row(harness_lm, reference_lm, shared_data):
+    # transformers before the boolean logits_to_keep: the LM head runs on the union of the rows' columns
+    from harness.models.hf import HarnessLM
+
+    requests = task_instances("mmlu_anatomy_continuation", shared_data, num_fewshot=0, limit=6)
+    union = HarnessLM(loaded=harness_lm.loaded, batch_size=8)
+    assert union._row_logits  # this machine's transformers takes per-row columns; the test turns it off
+    union._row_logits = False
+    assert_same_loglikelihoods(union.loglikelihood(requests), reference_lm.loglikelihood(requests))

@@ -42,6 +42,10 @@ AUTO_MAX_BATCH = 64  # `auto` starts here and shrinks to what memory allows
 # computations, and a nested one only when it is at least MIN_PREFIX_STEP tokens longer.
 MIN_SHARED_TOKENS = 64
 MIN_PREFIX_STEP = 8
+# Scoring batches stop growing where padding would pass this fraction of their tokens.
+MAX_PAD_FRACTION = 0.2
+# Hosts sharing a prefix are packed into one row (trunk once, then each branch) up to this length.
+PACK_MAX_TOKENS = 1024
 # Generation prefills a batch's shared preamble once when it is at least this long.
 MIN_GEN_PREFIX = 16
 
@@ -63,6 +67,7 @@ class HarnessLM(TemplateLM):
         max_gen_toks: int = 256,
         compile: bool = False,
         seed: int = DEFAULT_SEED,
+        pack_max_tokens: int = PACK_MAX_TOKENS,
         **_ignored: Any,  # lm-eval passes max_batch_size etc. to every model
     ) -> None:
         super().__init__()
@@ -94,9 +99,11 @@ class HarnessLM(TemplateLM):
         self._max_length = max_length
         self._max_gen_toks = max_gen_toks
         self.seed = int(seed)  # sampling seed of requests whose generation_kwargs give none
+        self._row_logits = _takes_row_logits(self.model)
+        self.pack_max_tokens = int(pack_max_tokens)  # 0: never pack, every shared prefix gets a cached pass
         # per task: the generation settings used and where each came from (the run record reads it)
         self.generation_used: dict[str, dict[str, Any]] = {}
-        # work actually done: tokens run through the model and forward passes (benchmarks read it)
+        # work actually done: tokens (not padding) run through the model and forward passes (benchmarks read it)
         # decode_row_steps: rows run through decoding steps after the prefill (finished rows run no more)
         self.stats = {"tokens_computed": 0, "forward_passes": 0, "loglikelihood_seconds": 0.0, "decode_row_steps": 0}
 
@@ -184,30 +191,52 @@ class HarnessLM(TemplateLM):
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", unit="req")
 
-        def score(hosts: list[tuple], prefix_len: int, cache) -> None:
-            def run(batch: list[tuple]) -> None:
-                spans = {h: [(i, len(inputs[i]), requests[i][2]) for i in members[h]] for h in batch}
-                keep = sorted({p - prefix_len for h in batch for _, end, cont in spans[h]
-                               for p in range(end - len(cont), end)})
-                logprobs = self._forward_logprobs([h[prefix_len:] for h in batch], keep, cache)
-                col = {p: j for j, p in enumerate(keep)}
-                for row, h in enumerate(batch):
-                    for i, end, cont in spans[h]:
-                        lp = logprobs[row, [col[p - prefix_len] for p in range(end - len(cont), end)]]
-                        target = torch.tensor(cont)
-                        results[i] = (float(lp.gather(1, target[:, None]).sum()),
-                                      bool((lp.argmax(dim=-1) == target).all()))
-                        if requests[i][0] is not None:
-                            self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
-                        pbar.update(1)
+        def score(units: list[tuple[list[tuple], int]], prefix_len: int, cache) -> None:
+            """units: (hosts, shared), the hosts sharing tokens [prefix_len, shared) beyond the cached
+            prefix; each unit is one row: the shared trunk once, then every host's remaining branch."""
+            def run(batch: list[tuple[list[tuple], int]]) -> None:
+                seqs, branches, where = [], [], {}
+                for row, (hosts, shared) in enumerate(batch):
+                    seq, spans = list(hosts[0][prefix_len:shared]), []
+                    for h in hosts:
+                        start = len(seq)  # the column of position `shared` in this host's branch
+                        seq += h[shared:]
+                        spans.append((start, len(seq)))
+                        for i in members[h]:
+                            where[i] = (row, start, shared)
+                    seqs.append(tuple(seq))
+                    branches.append(spans if len(hosts) > 1 else [])
+                column = {i: [p - prefix_len if p < shared else start + p - shared
+                              for p in range(len(inputs[i]) - len(requests[i][2]), len(inputs[i]))]
+                          for i, (row, start, shared) in where.items()}
+                keep = [set() for _ in batch]
+                for i, (row, _, _) in where.items():
+                    keep[row].update(column[i])
+                keep = [sorted(cols) for cols in keep]
+                logprobs = self._forward_logprobs(seqs, keep, cache, branches=branches)
+                index = [{c: j for j, c in enumerate(cols)} for cols in keep]
+                for i, (row, _, _) in sorted(where.items()):
+                    lp = logprobs[row][[index[row][c] for c in column[i]]]
+                    target = torch.tensor(requests[i][2])
+                    results[i] = (float(lp.gather(1, target[:, None]).sum()),
+                                  bool((lp.argmax(dim=-1) == target).all()))
+                    if requests[i][0] is not None:
+                        self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
+                    pbar.update(1)
 
-            order = sorted(hosts, key=lambda h: -len(h))  # similar lengths together: little padding
-            self._in_batches(order, run, lambda batch: (len(batch[0]) - prefix_len, prefix_len,
-                                                        max(len(requests[i][2]) for h in batch for i in members[h])))
+            def width(unit) -> int:
+                hosts, shared = unit
+                return shared - prefix_len + sum(len(h) - shared for h in hosts)
+
+            order = sorted(units, key=lambda u: -width(u))  # similar lengths together: little padding
+            self._in_batches(order, run, lambda batch: (width(batch[0]), prefix_len,
+                                                        sum(len(requests[i][2]) for h in batch[0][0] for i in members[h])),
+                             lengths=[width(u) for u in order])
 
         def process(hosts: list[tuple], prefix_len: int, cache) -> None:
-            """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache`."""
-            leftovers: list[tuple] = []
+            """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache`. A cluster of hosts
+            sharing more is packed into one row when short enough, else its prefix gets a cached pass."""
+            units: list[tuple[list[tuple], int]] = []
             i = 0
             while i < len(hosts):
                 j, shared = i + 1, first_scored[hosts[i]]
@@ -218,13 +247,16 @@ class HarnessLM(TemplateLM):
                     shared = min(shared, common)
                     j += 1
                 cluster = hosts[i:j]
-                if len(cluster) > 1 and (shared - prefix_len) * (len(cluster) - 1) >= MIN_SHARED_TOKENS:
+                packed = shared - prefix_len + sum(len(h) - shared for h in cluster)
+                if len(cluster) > 1 and packed <= self._pack_limit(prefix_len):
+                    units.append((cluster, shared))
+                elif len(cluster) > 1 and (shared - prefix_len) * (len(cluster) - 1) >= MIN_SHARED_TOKENS:
                     process(cluster, shared, self._extend_cache(cache, cluster[0][prefix_len:shared]))
                 else:
-                    leftovers += cluster
+                    units += [([h], len(h)) for h in cluster]
                 i = j
-            if leftovers:
-                score(leftovers, prefix_len, cache)
+            if units:
+                score(units, prefix_len, cache)
 
         started = time.perf_counter()
         process(sorted(members), 0, None)
@@ -241,21 +273,63 @@ class HarnessLM(TemplateLM):
         return self.model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
 
     @torch.no_grad()
-    def _forward_logprobs(self, seqs: list[tuple], keep: list[int], cache=None) -> torch.Tensor:
-        """Right-padded forward pass after an optional shared prefix; fp32 log-softmax at `keep` only."""
+    def _forward_logprobs(self, seqs: list[tuple], keep: list[list[int]], cache=None,
+                          branches: list[list[tuple[int, int]]] | None = None) -> list[torch.Tensor]:
+        """Right-padded forward pass after an optional shared prefix; per row, the fp32 log-softmax
+        at that row's `keep` columns (ascending) only: the LM head runs on scored positions alone.
+
+        branches[row], when given and not empty, lists the column spans of a packed row's branches:
+        each branch continues the row's trunk (the columns before the first span) at the same
+        positions as the others and sees the trunk and itself only, as if it ran alone after it.
+        """
         width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         for row, seq in enumerate(seqs):
             ids[row, : len(seq)] = torch.tensor(seq)
+        cached = cache.get_seq_length() if cache is not None else 0
         if cache is not None:
             cache = _fresh_view(cache, len(seqs))
-        self._count(ids)
+        self._count(ids, real=sum(map(len, seqs)))
         # Right padding needs no mask for a causal model: real positions never attend to pads.
-        keep_t = torch.tensor(keep, device=self.device)
+        extra = self._packed_layout(width, cached, branches) if branches and any(branches) else {}
+        if self._row_logits:  # a boolean (batch, width) mask: exactly the scored positions, row-major
+            wanted = torch.zeros((len(seqs), width), dtype=torch.bool)
+            for row, cols in enumerate(keep):
+                wanted[row, cols] = True
+            logits = self.model(ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
+                                logits_to_keep=wanted.to(self.device), **extra).logits
+            return list(F.log_softmax(logits.float(), dim=-1).cpu().split([len(cols) for cols in keep]))
+        union = sorted({c for cols in keep for c in cols})  # older transformers: the same columns in every row
         logits = self.model(ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
-                            logits_to_keep=keep_t).logits
-        return F.log_softmax(logits.float(), dim=-1).cpu()
+                            logits_to_keep=torch.tensor(union, device=self.device), **extra).logits
+        logprobs, at = F.log_softmax(logits.float(), dim=-1).cpu(), {c: j for j, c in enumerate(union)}
+        return [logprobs[row, [at[c] for c in cols]] for row, cols in enumerate(keep)]
+
+    def _packed_layout(self, width: int, cached: int, branches: list[list[tuple[int, int]]]) -> dict:
+        """position_ids and the 4D additive attention mask of a batch holding packed rows (see
+        _forward_logprobs): causal everywhere, except that a branch sees neither earlier branches
+        nor their positions, and restarts its positions where the trunk ends."""
+        positions = torch.arange(cached, cached + width).repeat(len(branches), 1)
+        allowed = torch.ones(width, cached + width, dtype=torch.bool).tril(cached).repeat(len(branches), 1, 1)
+        for row, spans in enumerate(branches):
+            if not spans:
+                continue
+            trunk_end = spans[0][0]
+            for start, end in spans:
+                positions[row, start:end] = torch.arange(cached + trunk_end, cached + trunk_end + end - start)
+                allowed[row, start:end, cached + trunk_end: cached + start] = False
+        dtype = self.model.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        return {"position_ids": positions.to(self.device), "attention_mask": mask[:, None].to(self.device)}
+
+    def _pack_limit(self, cached: int) -> int:
+        """Longest packed row (tokens): packing changes only the mask, so it must stay within the
+        model's context and within a sliding attention window (a custom mask replaces that window)."""
+        cfg = getattr(self.model.config, "text_config", None) or self.model.config
+        limit = min(self.pack_max_tokens, self.max_length - cached)
+        window = getattr(cfg, "sliding_window", None)
+        return min(limit, window - cached) if window else limit
 
     # ---------------------------------------------------------------- decoding
     def _own_decoder_applies(self, settings: GenerationSettings) -> bool:
@@ -330,16 +404,24 @@ class HarnessLM(TemplateLM):
             self.accelerator.wait_for_everyone()
 
     # ---------------------------------------------------------------- batching
-    def _in_batches(self, items: list, run: Callable[[list], None], shape: Callable[[list], tuple[int, int, int]]) -> None:
+    def _in_batches(self, items: list, run: Callable[[list], None], shape: Callable[[list], tuple[int, int, int]],
+                    lengths: list[int] | None = None) -> None:
         """Call run() on consecutive slices of items, never crashing on memory.
 
         A slice holds batch_size items; with batch size `auto`, as many as the memory budget allows
         (shape(slice) gives its new tokens per row, cached tokens, scored positions per row). A slice
         that runs out of accelerator memory is halved and retried, and later slices start smaller.
+
+        With `lengths` (the items' row lengths, longest first), a slice also ends early where
+        padding to its first row would exceed MAX_PAD_FRACTION of its tokens: a long row among
+        short ones runs in a smaller batch rather than making the others pad up to it.
         """
         i = 0
         while i < len(items):
             size = min(self.batch_size, len(items) - i)
+            if lengths is not None:
+                while size > 1 and sum(lengths[i : i + size]) < (1 - MAX_PAD_FRACTION) * size * lengths[i]:
+                    size -= 1
             if self.auto_batch:
                 budget = self._memory_budget()
                 while size > 1 and self._batch_bytes(size, *shape(items[i : i + size])) > budget:
@@ -392,8 +474,9 @@ class HarnessLM(TemplateLM):
             mask[row, width - len(suffix):] = 1
         return ids, mask
 
-    def _count(self, ids: torch.Tensor) -> None:
-        self.stats["tokens_computed"] += ids.numel()
+    def _count(self, ids: torch.Tensor, real: int | None = None) -> None:
+        """Tokens computed (`real` of them not padding) in one more forward pass."""
+        self.stats["tokens_computed"] += ids.numel() if real is None else real
         self.stats["forward_passes"] += 1
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
@@ -494,7 +577,7 @@ class HarnessLM(TemplateLM):
                     prefix, cache = (), None
                 ids, mask = self._pad_between(prefix, [p[len(prefix):] for p in prompts])
                 width = ids.shape[1]
-                self._count(ids[:, len(prefix):])
+                self._count(ids[:, len(prefix):], real=int(mask[:, len(prefix):].sum()))
                 processors = settings.logits_processors(width, [row_seed[i] for i in batch] if settings.do_sample else None)
                 if self._own_decoder_applies(settings):
                     generated = self._decode(ids, mask, cache, len(prefix), processors, until, settings.max_gen_toks)
@@ -606,3 +689,17 @@ def _fresh_view(cache, rows: int, views: bool = True):
             layer.values = layer.values.expand(rows, *layer.values.shape[1:])
     return view
 
+
+def _takes_row_logits(model) -> bool:
+    """Whether the model's forward takes a boolean (batch, width) logits_to_keep, running the LM head
+    on those positions only. Recent transformers (late 2026) slice with slice_logits_to_keep, which
+    reads a boolean mask; older versions and models index hidden_states[:, keep] and would fail."""
+    import inspect
+
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep
+
+        forward = inspect.getsource(type(getattr(model, "_orig_mod", model)).forward)
+        return "slice_logits_to_keep" in forward and "torch.bool" in inspect.getsource(slice_logits_to_keep)
+    except (ImportError, OSError, TypeError):
+        return False
