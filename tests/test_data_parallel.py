@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,18 @@ def test_two_processes_give_the_same_results_as_one(tmp_path, smollm2_weights):
     assert two.returncode == 0, two.stderr[-2000:]
     a = json.loads((only_run(tmp_path / "one") / "results.json").read_text())
     b = json.loads((only_run(tmp_path / "two") / "results.json").read_text())
-    assert a["results"] == b["results"]
+    # Decisions (accuracy, exact match) are the same exactly. Scores built from probabilities (ECE)
+    # agree to float32 rounding only: each process batches and packs its own shard, and a row's
+    # log-probabilities move in the last bits with the rows beside it (lm-eval's own batch sizes do too).
+    assert a["results"].keys() == b["results"].keys()
+    for task, metrics in a["results"].items():
+        assert metrics.keys() == b["results"][task].keys()
+        for key, value in metrics.items():
+            other = b["results"][task][key]
+            if key.split(",")[0] in ("acc", "acc_norm", "exact_match", "acc_stderr", "acc_norm_stderr",
+                                     "exact_match_stderr") or not isinstance(value, float):
+                assert value == other, (task, key)
+            else:
+                assert math.isclose(value, other, rel_tol=1e-5, abs_tol=1e-9), (task, key, value, other)
     assert a["n-samples"] == b["n-samples"]
     assert a["harness"]["spec_sha256"] == b["harness"]["spec_sha256"]
