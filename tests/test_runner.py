@@ -86,6 +86,23 @@ def test_batch_size_does_not_change_scores(harness_lm):
     assert_same_loglikelihoods(one, many)
 
 
+def test_short_rows_fill_a_batch_by_tokens_and_keep_lm_evals_numbers(harness_lm, reference_lm):
+    from harness.models.hf import TOKENS_PER_BATCH_ROW, HarnessLM
+
+    class Recording(HarnessLM):
+        shapes: list[tuple[int, int]] = []
+
+        def _forward_logprobs(self, seqs, keep, cache=None, **layout):
+            self.shapes.append((len(seqs), max(map(len, seqs))))
+            return super()._forward_logprobs(seqs, keep, cache, **layout)
+
+    requests = task_instances("demo_capitals", limit=15)  # rows of a few tokens each
+    ours = Recording(loaded=harness_lm.loaded, batch_size=2, pack_max_tokens=0)
+    assert_same_loglikelihoods(ours.loglikelihood(requests), reference_lm.loglikelihood(requests))
+    assert max(rows for rows, _ in ours.shapes) > 2  # more rows than batch_size where they are short
+    assert all(rows <= 2 or rows * width <= 2 * TOKENS_PER_BATCH_ROW for rows, width in ours.shapes)
+
+
 @pytest.mark.parametrize("pack_max_tokens", [0, 96, 4096], ids=["cached-prefixes", "cache-then-pack", "all-packed"])
 def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, reference_lm, pack_max_tokens):
     # three questions after one long preamble, four multi-token choices each: the preamble is
@@ -101,10 +118,11 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
     from harness.models.hf import HarnessLM
 
     class Recording(HarnessLM):
-        packed_rows = 0
+        packed_rows = scoring_passes = 0
 
         def _forward_logprobs(self, seqs, keep, cache=None, branches=None):
             self.packed_rows += sum(1 for spans in branches or [] if spans)
+            self.scoring_passes += 1
             return super()._forward_logprobs(seqs, keep, cache, branches=branches)
 
     ours = Recording(loaded=harness_lm.loaded, batch_size=8, pack_max_tokens=pack_max_tokens)
@@ -115,9 +133,11 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
     without_sharing = sum(len(ctx) + len(cont) - 1 for ctx, cont in (ours._encode_pair(*r.args) for r in requests))
     assert ours.stats["tokens_computed"] < without_sharing / 3
     assert ours.packed_rows == {0: 0, 96: 3, 4096: 1}[pack_max_tokens]
-    # cached: a pass for the preamble, then the 12 rows after it (too short to cache) in 2 batches;
-    # nested: the preamble, then one batch of the 3 packed questions; all packed: one row, one pass
-    assert ours.stats["forward_passes"] == {0: 3, 96: 2, 4096: 1}[pack_max_tokens]
+    # cached: one pass caches the preamble, then the 12 rows after it (too short to cache) are scored;
+    # nested: the preamble cached, then one batch of the 3 packed questions; all packed: one row, one pass
+    assert ours.stats["forward_passes"] - ours.scoring_passes == {0: 1, 96: 1, 4096: 0}[pack_max_tokens]
+    if pack_max_tokens:
+        assert ours.scoring_passes == 1
 
 
 def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_lm):

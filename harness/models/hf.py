@@ -16,7 +16,6 @@ from collections import defaultdict
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from lm_eval import utils as lm_utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
@@ -43,7 +42,11 @@ AUTO_MAX_BATCH = 64  # `auto` starts here and shrinks to what memory allows
 MIN_SHARED_TOKENS = 64
 MIN_PREFIX_STEP = 8
 # Scoring batches stop growing where padding would pass this fraction of their tokens.
-MAX_PAD_FRACTION = 0.2
+MAX_PAD_FRACTION = 0.1
+# A scoring batch of short rows takes more than batch_size of them, up to batch_size * this many
+# tokens: a pass of a few hundred tokens leaves the matrix units idle, and short rows need little
+# memory (never after running out of memory, and `auto` still checks the budget).
+TOKENS_PER_BATCH_ROW = 128
 # Hosts sharing a prefix are packed into one row (trunk once, then each branch) up to this length.
 PACK_MAX_TOKENS = 1024
 # Generation prefills a batch's shared preamble once when it is at least this long.
@@ -95,6 +98,7 @@ class HarnessLM(TemplateLM):
         self.tokenizer = configure_pad_token(loaded.tokenizer, model_config=self.model.config)
         self.auto_batch = str(batch_size).startswith("auto")
         self.batch_size = AUTO_MAX_BATCH if self.auto_batch else _parse_batch_size(batch_size)
+        self._ran_out_of_memory = False  # then batches hold batch_size rows at most, however short
         self.add_bos_token = add_bos_token
         self._max_length = max_length
         self._max_gen_toks = max_gen_toks
@@ -209,17 +213,17 @@ class HarnessLM(TemplateLM):
                 column = {i: [p - prefix_len if p < shared else start + p - shared
                               for p in range(len(inputs[i]) - len(requests[i][2]), len(inputs[i]))]
                           for i, (row, start, shared) in where.items()}
-                keep = [set() for _ in batch]
-                for i, (row, _, _) in where.items():
-                    keep[row].update(column[i])
-                keep = [sorted(cols) for cols in keep]
-                logprobs = self._forward_logprobs(seqs, keep, cache, branches=branches)
-                index = [{c: j for j, c in enumerate(cols)} for cols in keep]
+                wanted: list[list[tuple[int, int]]] = [[] for _ in batch]  # per row: (column, target token)
+                pairs_of: dict[int, tuple[int, int]] = {}  # request -> its slice of its row's pairs
                 for i, (row, _, _) in sorted(where.items()):
-                    lp = logprobs[row][[index[row][c] for c in column[i]]]
-                    target = torch.tensor(requests[i][2])
-                    results[i] = (float(lp.gather(1, target[:, None]).sum()),
-                                  bool((lp.argmax(dim=-1) == target).all()))
+                    start = len(wanted[row])
+                    wanted[row] += zip(column[i], requests[i][2])
+                    pairs_of[i] = (start, len(wanted[row]))
+                scored = self._forward_logprobs(seqs, wanted, cache, branches=branches)
+                for i, (row, _, _) in sorted(where.items()):
+                    logprobs, greedy = scored[row]
+                    start, end = pairs_of[i]
+                    results[i] = (float(logprobs[start:end].sum()), bool(greedy[start:end].all()))
                     if requests[i][0] is not None:
                         self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
                     pbar.update(1)
@@ -273,10 +277,12 @@ class HarnessLM(TemplateLM):
         return self.model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
 
     @torch.no_grad()
-    def _forward_logprobs(self, seqs: list[tuple], keep: list[list[int]], cache=None,
-                          branches: list[list[tuple[int, int]]] | None = None) -> list[torch.Tensor]:
-        """Right-padded forward pass after an optional shared prefix; per row, the fp32 log-softmax
-        at that row's `keep` columns (ascending) only: the LM head runs on scored positions alone.
+    def _forward_logprobs(self, seqs: list[tuple], wanted: list[list[tuple[int, int]]], cache=None,
+                          branches: list[list[tuple[int, int]]] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Right-padded forward pass after an optional shared prefix. wanted[row] lists (column, token)
+        pairs; per row, returns each pair's fp32 log-probability and whether the token is the greedy
+        one there (both on the CPU). The LM head runs on the wanted columns alone; one log-softmax,
+        one argmax and one gather serve the whole batch.
 
         branches[row], when given and not empty, lists the column spans of a packed row's branches:
         each branch continues the row's trunk (the columns before the first span) at the same
@@ -293,18 +299,29 @@ class HarnessLM(TemplateLM):
         self._count(ids, real=sum(map(len, seqs)))
         # Right padding needs no mask for a causal model: real positions never attend to pads.
         extra = self._packed_layout(width, cached, branches) if branches and any(branches) else {}
-        if self._row_logits:  # a boolean (batch, width) mask: exactly the scored positions, row-major
-            wanted = torch.zeros((len(seqs), width), dtype=torch.bool)
+        keep = [sorted({c for c, _ in pairs}) for pairs in wanted]
+        if self._row_logits:  # a boolean (batch, width) mask: exactly the kept positions, row-major
+            chosen = torch.zeros((len(seqs), width), dtype=torch.bool)
             for row, cols in enumerate(keep):
-                wanted[row, cols] = True
+                chosen[row, cols] = True
             logits = self.model(ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
-                                logits_to_keep=wanted.to(self.device), **extra).logits
-            return list(F.log_softmax(logits.float(), dim=-1).cpu().split([len(cols) for cols in keep]))
-        union = sorted({c for cols in keep for c in cols})  # older transformers: the same columns in every row
-        logits = self.model(ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
-                            logits_to_keep=torch.tensor(union, device=self.device), **extra).logits
-        logprobs, at = F.log_softmax(logits.float(), dim=-1).cpu(), {c: j for j, c in enumerate(union)}
-        return [logprobs[row, [at[c] for c in cols]] for row, cols in enumerate(keep)]
+                                logits_to_keep=chosen.to(self.device), **extra).logits  # (kept, vocab)
+            first = [0]
+            for cols in keep:
+                first.append(first[-1] + len(cols))
+            flat = [{c: first[row] + j for j, c in enumerate(cols)} for row, cols in enumerate(keep)]
+        else:  # older transformers: the same columns in every row
+            union = sorted({c for cols in keep for c in cols})
+            logits = self.model(ids.to(self.device), past_key_values=cache, use_cache=cache is not None,
+                                logits_to_keep=torch.tensor(union, device=self.device), **extra).logits.flatten(0, 1)
+            at = {c: j for j, c in enumerate(union)}
+            flat = [{c: row * len(union) + at[c] for c in cols} for row, cols in enumerate(keep)]
+        position = torch.tensor([flat[row][c] for row, pairs in enumerate(wanted) for c, _ in pairs], device=self.device)
+        token = torch.tensor([t for pairs in wanted for _, t in pairs], device=self.device)
+        picked = torch.log_softmax(logits.float(), dim=-1)[position, token]  # fused: faster than a logsumexp
+        greedy = logits.argmax(dim=-1)[position] == token
+        sizes = [len(pairs) for pairs in wanted]
+        return list(zip(picked.cpu().split(sizes), greedy.cpu().split(sizes)))
 
     def _packed_layout(self, width: int, cached: int, branches: list[list[tuple[int, int]]]) -> dict:
         """position_ids and the 4D additive attention mask of a batch holding packed rows (see
@@ -422,6 +439,11 @@ class HarnessLM(TemplateLM):
             if lengths is not None:
                 while size > 1 and sum(lengths[i : i + size]) < (1 - MAX_PAD_FRACTION) * size * lengths[i]:
                     size -= 1
+                if size == self.batch_size and not self._ran_out_of_memory:  # short rows: more of them
+                    budget = self.batch_size * TOKENS_PER_BATCH_ROW
+                    while (i + size < len(items) and (size + 1) * lengths[i] <= budget
+                           and sum(lengths[i : i + size + 1]) >= (1 - MAX_PAD_FRACTION) * (size + 1) * lengths[i]):
+                        size += 1
             if self.auto_batch:
                 budget = self._memory_budget()
                 while size > 1 and self._batch_bytes(size, *shape(items[i : i + size])) > budget:
@@ -431,7 +453,7 @@ class HarnessLM(TemplateLM):
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise
-                self.batch_size = size // 2
+                self.batch_size, self._ran_out_of_memory = max(1, min(self.batch_size, size // 2)), True
                 log.warning("out of memory at batch size %d: continuing with %d", size, self.batch_size)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
