@@ -80,9 +80,14 @@ def cli(debug: bool, verbose: bool) -> None:
               help="torch.compile the model's forward pass (a one-time cost of minutes on CPU; same numbers).")
 @click.option("--bootstrap-iters", type=int, default=1000, show_default=True,
               help="Bootstrap resamples for standard errors of non-mean metrics.")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data parallel: run under `accelerate launch` with this many processes (one per GPU; "
+                   "on a CPU, each with its share of the cores). Same results as one process.")
 def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_chat_template, system_instruction,
-        data_dir, include_path, output, device, dtype, compile_model, bootstrap_iters):
+        data_dir, include_path, output, device, dtype, compile_model, bootstrap_iters, num_processes):
     """Evaluate a model on tasks and store the run."""
+    if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        sys.exit(_launch_processes(num_processes))
     from harness.engine import run_evaluation
     from harness.reports.summary import summary_rows
     from harness.spec import RunSpec, parse_batch_size, parse_gen_kwargs
@@ -110,6 +115,31 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
         return  # not the main process of a data-parallel run
     run_dir = RunStore(output).save(finished)
     _print_summary(summary_rows(finished.results), finished.results["harness"], run_dir)
+
+
+def _launch_processes(n: int) -> int:
+    """This same command under `accelerate launch` with n processes (without --num-processes); its exit code."""
+    import subprocess
+
+    import psutil
+    import torch
+
+    argv, args = sys.argv[1:], []
+    while argv:
+        arg = argv.pop(0)
+        if arg == "--num-processes":
+            argv.pop(0)
+        elif not arg.startswith("--num-processes="):
+            args.append(arg)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if not torch.cuda.is_available():  # each process its share of the cores, unless OMP_NUM_THREADS says
+        cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // n))
+        launch += ["--num_cpu_threads_per_process", threads]
+    elif torch.cuda.device_count() < n:
+        raise UserError(f"--num-processes {n}: only {torch.cuda.device_count()} GPUs here (one process per GPU)")
+    return subprocess.run([*launch, "-m", "harness", *args]).returncode
 
 
 def _print_summary(rows, record, run_dir) -> None:

@@ -46,8 +46,8 @@ class FinishedRun:
 def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> FinishedRun | None:
     """Evaluate spec.model on spec.tasks: tasks (data first), model, lm-eval's evaluator, records.
 
-    Under `accelerate launch` every process evaluates its shard of docs; the main process returns
-    the gathered run and the others return None. `loaded` reuses a model already in memory.
+    Under `accelerate launch` the processes share out the runner's batches (HarnessLM); the main
+    process returns the run and the others return None. `loaded` reuses a model already in memory.
     """
     import lm_eval
 
@@ -63,7 +63,8 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> Finished
         log.warning("skipping %s: %s", name, why)
     built = load_tasks(tm, selection.names)  # before the model: a missing dataset fails in seconds
     state = distributed_state()
-    device = spec.device or (str(state.device) if state is not None else None)  # one device per process
+    # one device per process (CPU processes just share the CPU)
+    device = spec.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
     loaded = loaded or load_model(spec.model, device=device, dtype=spec.dtype)
     seeds = spec.seeds()
     # requests that sample without a seed of their own use the run's torch seed
@@ -74,8 +75,8 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> Finished
 
     with mock.patch.object(lm_eval.evaluator, "get_git_commit_hash", _quiet_git_describe):
         results = _simple_evaluate(lm, built, tm, spec, seeds)
-    if results is None:
-        return None  # a non-main process of a data-parallel run: rank 0 has gathered everything
+    if results is None or (state is not None and not state.is_main_process):
+        return None  # a non-main process of a data-parallel run: the main one stores the run
     samples = results.pop("samples", {})
     attach_statistics(results, samples, built, seed=seeds["numpy"], resamples=spec.bootstrap_iters)
     results.setdefault("config", {})["bootstrap_iters"] = spec.bootstrap_iters  # lm-eval recorded its 0

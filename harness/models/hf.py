@@ -74,14 +74,14 @@ class HarnessLM(TemplateLM):
         **_ignored: Any,  # lm-eval passes max_batch_size etc. to every model
     ) -> None:
         super().__init__()
-        self.accelerator = None
-        state = distributed_state()
-        if state is not None:
-            # one process per device under `accelerate launch`; lm-eval shards docs by rank
-            from accelerate import Accelerator
-
-            self.accelerator = Accelerator()
-            self._rank, self._world_size = state.process_index, state.num_processes
+        # Under `accelerate launch` every process receives every request (lm-eval is told rank 0 of 1,
+        # so it does not shard docs) and all plan the same batches; batch k runs on process
+        # k % processes and the results are gathered. Every request is computed in the very batch
+        # (rows, padding, packing) one process would give it, so the numbers are the same bit for bit.
+        self._dp_state = distributed_state()
+        self._dp_rank, self._dp_size, self._batches_planned = 0, 1, 0
+        if self._dp_state is not None:
+            self._dp_rank, self._dp_size = self._dp_state.process_index, self._dp_state.num_processes
         if loaded is None:
             if pretrained is None:
                 raise UserError("harness-hf needs pretrained=<alias, path or hub id>")
@@ -193,9 +193,9 @@ class HarnessLM(TemplateLM):
         first_scored = {h: min(len(inputs[i]) - len(requests[i][2]) for i in idx) for h, idx in members.items()}
 
         results: list[tuple[float, bool] | None] = [None] * len(requests)
-        pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", unit="req")
+        pbar = self._progress(len(requests), disable_tqdm, "loglikelihood")
 
-        def score(units: list[tuple[list[tuple], int]], prefix_len: int, cache) -> None:
+        def score(units: list[tuple[list[tuple], int]], prefix_len: int, cache: Callable) -> None:
             """units: (hosts, shared), the hosts sharing tokens [prefix_len, shared) beyond the cached
             prefix; each unit is one row: the shared trunk once, then every host's remaining branch."""
             def run(batch: list[tuple[list[tuple], int]]) -> None:
@@ -219,7 +219,7 @@ class HarnessLM(TemplateLM):
                     start = len(wanted[row])
                     wanted[row] += zip(column[i], requests[i][2])
                     pairs_of[i] = (start, len(wanted[row]))
-                scored = self._forward_logprobs(seqs, wanted, cache, branches=branches)
+                scored = self._forward_logprobs(seqs, wanted, cache(), branches=branches)
                 for i, (row, _, _) in sorted(where.items()):
                     logprobs, greedy = scored[row]
                     start, end = pairs_of[i]
@@ -235,11 +235,13 @@ class HarnessLM(TemplateLM):
             order = sorted(units, key=lambda u: -width(u))  # similar lengths together: little padding
             self._in_batches(order, run, lambda batch: (width(batch[0]), prefix_len,
                                                         sum(len(requests[i][2]) for h in batch[0][0] for i in members[h])),
-                             lengths=[width(u) for u in order])
+                             lengths=[width(u) for u in order],
+                             elsewhere=lambda batch: pbar.update(sum(len(members[h]) for u in batch for h in u[0])))
 
-        def process(hosts: list[tuple], prefix_len: int, cache) -> None:
-            """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache`. A cluster of hosts
-            sharing more is packed into one row when short enough, else its prefix gets a cached pass."""
+        def process(hosts: list[tuple], prefix_len: int, cache: Callable) -> None:
+            """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache()`. A cluster of hosts
+            sharing more is packed into one row when short enough, else its prefix gets a cached pass
+            (computed when a batch first needs it: under data parallel, by the processes that do)."""
             units: list[tuple[list[tuple], int]] = []
             i = 0
             while i < len(hosts):
@@ -255,7 +257,8 @@ class HarnessLM(TemplateLM):
                 if len(cluster) > 1 and packed <= self._pack_limit(prefix_len):
                     units.append((cluster, shared))
                 elif len(cluster) > 1 and (shared - prefix_len) * (len(cluster) - 1) >= MIN_SHARED_TOKENS:
-                    process(cluster, shared, self._extend_cache(cache, cluster[0][prefix_len:shared]))
+                    process(cluster, shared, _once(lambda parent=cache, tokens=cluster[0][prefix_len:shared]:
+                                                   self._extend_cache(parent(), tokens)))
                 else:
                     units += [([h], len(h)) for h in cluster]
                 i = j
@@ -263,7 +266,8 @@ class HarnessLM(TemplateLM):
                 score(units, prefix_len, cache)
 
         started = time.perf_counter()
-        process(sorted(members), 0, None)
+        process(sorted(members), 0, lambda: None)
+        results = self._gather_results(results)
         self.stats["loglikelihood_seconds"] += time.perf_counter() - started
         pbar.close()
         return results  # type: ignore[return-value]
@@ -406,32 +410,54 @@ class HarnessLM(TemplateLM):
         return generated
 
     # ---------------------------------------------------------------- data parallel (accelerate)
-    def all_gather(self, tensor):
-        return tensor if self.accelerator is None else self.accelerator.gather(tensor)
-
-    def gather_object(self, obj, dst=0):
-        if self.accelerator is None:
-            return [obj]
-        result = [None] * self.world_size if self.rank == dst else None
-        torch.distributed.gather_object(obj=obj, object_gather_list=result, dst=dst)
-        return result
-
+    # lm-eval sees rank 0 of 1 (it neither shards docs nor gathers): the processes share batches instead
     def barrier(self) -> None:
-        if self.accelerator is not None:
-            self.accelerator.wait_for_everyone()
+        if self._dp_state is not None:
+            self._dp_state.wait_for_everyone()
+
+    def _progress(self, total: int, disable: bool, desc: str) -> tqdm:
+        """A progress bar over all requests; under data parallel the main process alone shows it, and
+        counts each batch of the others' as done when it skips it (they run in step)."""
+        if self._dp_size > 1:
+            disable = disable or self._dp_rank != 0
+            desc = f"{desc} ({self._dp_size} processes)"
+        return tqdm(total=total, disable=disable, desc=desc, unit="req")
+
+    def _mine(self) -> bool:
+        """Whether the next planned batch runs in this process (batch k on process k % processes)."""
+        k, self._batches_planned = self._batches_planned, self._batches_planned + 1
+        return k % self._dp_size == self._dp_rank
+
+    def _gather_results(self, results: list) -> list:
+        """Under data parallel, every process's results merged (each computed the entries of its batches)."""
+        if self._dp_size == 1:
+            return results
+        parts: list = [None] * self._dp_size
+        torch.distributed.all_gather_object(parts, {i: r for i, r in enumerate(results) if r is not None})
+        for part in parts:
+            for i, r in part.items():
+                results[i] = r
+        missing = sum(r is None for r in results)
+        if missing:
+            raise RuntimeError(f"data parallel: {missing} results computed by no process (batch plans differ)")
+        return results
 
     # ---------------------------------------------------------------- batching
     def _in_batches(self, items: list, run: Callable[[list], None], shape: Callable[[list], tuple[int, int, int]],
-                    lengths: list[int] | None = None) -> None:
+                    lengths: list[int] | None = None, elsewhere: Callable[[list], None] | None = None) -> None:
         """Call run() on consecutive slices of items, never crashing on memory.
 
         A slice holds batch_size items; with batch size `auto`, as many as the memory budget allows
         (shape(slice) gives its new tokens per row, cached tokens, scored positions per row). A slice
-        that runs out of accelerator memory is halved and retried, and later slices start smaller.
+        that runs out of accelerator memory is halved and retried, and later slices start smaller
+        (under data parallel, where every process must plan the same slices, only that slice is split).
 
         With `lengths` (the items' row lengths, longest first), a slice also ends early where
         padding to its first row would exceed MAX_PAD_FRACTION of its tokens: a long row among
         short ones runs in a smaller batch rather than making the others pad up to it.
+
+        Under data parallel every process plans the same slices and runs its own (see _mine);
+        elsewhere(slice) is called for the slices another process runs.
         """
         i = 0
         while i < len(items):
@@ -448,6 +474,13 @@ class HarnessLM(TemplateLM):
                 budget = self._memory_budget()
                 while size > 1 and self._batch_bytes(size, *shape(items[i : i + size])) > budget:
                     size //= 2
+            if self._dp_size > 1:
+                if self._mine():
+                    self._run_splitting(items[i : i + size], run)
+                elif elsewhere is not None:  # another process runs it (progress shown as if done)
+                    elsewhere(items[i : i + size])
+                i += size
+                continue
             try:
                 run(items[i : i + size])
             except torch.OutOfMemoryError:
@@ -455,20 +488,44 @@ class HarnessLM(TemplateLM):
                     raise
                 self.batch_size, self._ran_out_of_memory = max(1, min(self.batch_size, size // 2)), True
                 log.warning("out of memory at batch size %d: continuing with %d", size, self.batch_size)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._free_memory()
                 continue
             i += size
 
+    def _run_splitting(self, batch: list, run: Callable[[list], None]) -> None:
+        """run(batch), in halves (recursively) where it runs out of accelerator memory."""
+        try:
+            run(batch)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            log.warning("out of memory at batch size %d: running it in halves", len(batch))
+            self._free_memory()
+            self._run_splitting(batch[: len(batch) // 2], run)
+            self._run_splitting(batch[len(batch) // 2 :], run)
+
+    def _free_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def _memory_budget(self) -> int:
         """Bytes a batch may use: 80 % of free accelerator memory, or half the available RAM (a
-        process that exhausts RAM is killed, not warned)."""
+        process that exhausts RAM is killed, not warned). Under data parallel, the smallest over the
+        processes, measured once, so that all of them plan the same batches."""
+        if self._dp_size > 1 and getattr(self, "_agreed_budget", None) is not None:
+            return self._agreed_budget
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
-            return int(free * 0.8)
-        import psutil
+            budget = int(free * 0.8)
+        else:
+            import psutil
 
-        return int(psutil.virtual_memory().available * 0.5)
+            budget = int(psutil.virtual_memory().available * 0.5)
+        if self._dp_size > 1:
+            budgets: list = [None] * self._dp_size
+            torch.distributed.all_gather_object(budgets, budget)
+            self._agreed_budget = budget = min(budgets)
+        return budget
 
     def _batch_bytes(self, rows: int, new_tokens: int, cached_tokens: int, scored: int) -> int:
         """Rough peak memory of one forward pass: KV cache, widest activation, attention, kept logits."""
@@ -551,7 +608,7 @@ class HarnessLM(TemplateLM):
         # every group's settings are checked before anything is generated
         settings_of = {key: self.generation_settings(requests[members[0]].args[1], requests[members[0]].task_name)
                        for key, members in groups.items()}
-        pbar = tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", unit="req")
+        pbar = self._progress(len(requests), disable_tqdm, "generate_until")
         for key, members in groups.items():
             settings = settings_of[key]
             for i in members:
@@ -630,20 +687,34 @@ class HarnessLM(TemplateLM):
                 pbar.update(len(rows[i]))
 
             self._in_batches(order, run,
-                             lambda batch: (max(len(encoded[i]) for i in batch) + settings.max_gen_toks, 0, 1))
+                             lambda batch: (max(len(encoded[i]) for i in batch) + settings.max_gen_toks, 0, 1),
+                             elsewhere=lambda batch: pbar.update(sum(len(rows[i]) for i in batch)))
         pbar.close()
-        return results  # type: ignore[return-value]
+        return self._gather_results(results)  # type: ignore[return-value]
 
 
 def distributed_state():
-    """accelerate's process state when launched with several processes, else None."""
+    """accelerate's process state when launched with several processes, else None. Without an
+    accelerator the processes are CPU processes talking over gloo (accelerate wants cpu=True to say so)."""
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     from accelerate import PartialState
+    from accelerate.utils import is_cuda_available
 
-    return PartialState()
+    return PartialState(cpu=not is_cuda_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true")
+
+
+def _once(compute: Callable) -> Callable:
+    """compute, called at most once: later calls return the first call's value."""
+    done: list = []
+
+    def value():
+        if not done:
+            done.append(compute())
+        return done[0]
+    return value
 
 
 def _common_prefix_len(a: tuple, b: tuple) -> int:
