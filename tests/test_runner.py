@@ -115,15 +115,15 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
                " Nobody could remember"]
     requests = [Instance("loglikelihood", {}, (f"{preamble}\n\nQuestion: {q}\nAnswer:", c), i, ("adhoc", i, 1))
                 for i, (q, c) in enumerate((q, c) for q in questions for c in choices)]
-    from harness.models.hf import HarnessLM
+    from harness.models.hf import MIN_PREFIX_STEP, HarnessLM
 
     class Recording(HarnessLM):
         packed_rows = scoring_passes = 0
 
-        def _forward_logprobs(self, seqs, keep, cache=None, branches=None):
-            self.packed_rows += sum(1 for spans in branches or [] if spans)
+        def _forward_logprobs(self, seqs, keep, cache=None, layouts=None):
+            self.packed_rows += sum(1 for nodes in layouts or [] if nodes)
             self.scoring_passes += 1
-            return super()._forward_logprobs(seqs, keep, cache, branches=branches)
+            return super()._forward_logprobs(seqs, keep, cache, layouts=layouts)
 
     ours = Recording(loaded=harness_lm.loaded, batch_size=8, pack_max_tokens=pack_max_tokens)
     preamble_len = len(ours.tok_encode(preamble))
@@ -132,6 +132,11 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
     assert_same_loglikelihoods(scores, reference_lm.loglikelihood(requests))
     without_sharing = sum(len(ctx) + len(cont) - 1 for ctx, cont in (ours._encode_pair(*r.args) for r in requests))
     assert ours.stats["tokens_computed"] < without_sharing / 3
+    if pack_max_tokens == 4096:  # one row holds the prefix tree: preamble, questions, choices, each once
+        inputs = [tuple((ctx + cont)[:-1]) for ctx, cont in (ours._encode_pair(*r.args) for r in requests)]
+        distinct_prefixes = len({inp[:k] for inp in inputs for k in range(1, len(inp) + 1)})
+        # (siblings sharing under MIN_PREFIX_STEP tokens keep their own copies of those tokens)
+        assert distinct_prefixes <= ours.stats["tokens_computed"] <= distinct_prefixes + len(requests) * MIN_PREFIX_STEP
     assert ours.packed_rows == {0: 0, 96: 3, 4096: 1}[pack_max_tokens]
     # cached: one pass caches the preamble, then the 12 rows after it (too short to cache) are scored;
     # nested: the preamble cached, then one batch of the 3 packed questions; all packed: one row, one pass

@@ -195,32 +195,35 @@ class HarnessLM(TemplateLM):
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         pbar = self._progress(len(requests), disable_tqdm, "loglikelihood")
 
-        def score(units: list[tuple[list[tuple], int]], prefix_len: int, cache: Callable) -> None:
-            """units: (hosts, shared), the hosts sharing tokens [prefix_len, shared) beyond the cached
-            prefix; each unit is one row: the shared trunk once, then every host's remaining branch."""
-            def run(batch: list[tuple[list[tuple], int]]) -> None:
-                seqs, branches, where = [], [], {}
-                for row, (hosts, shared) in enumerate(batch):
-                    seq, spans = list(hosts[0][prefix_len:shared]), []
-                    for h in hosts:
-                        start = len(seq)  # the column of position `shared` in this host's branch
-                        seq += h[shared:]
-                        spans.append((start, len(seq)))
-                        for i in members[h]:
-                            where[i] = (row, start, shared)
+        def score(units: list[_Node], prefix_len: int, cache: Callable) -> None:
+            """units: prefix trees of hosts beyond the cached prefix [0, prefix_len); each is one row,
+            its nodes in depth-first order, every token once (see _packed_layout)."""
+            def run(batch: list[_Node]) -> None:
+                seqs, layouts, where = [], [], {}
+                for row, unit in enumerate(batch):
+                    seq, layout = [], []
+
+                    def place(node: _Node, path: list[tuple[int, int, int]]) -> None:
+                        here = (len(seq), node.start, node.end)  # first column, positions [start, end)
+                        seq.extend(node.host[node.start:node.end])
+                        layout.append((here[0], len(seq), node.start, [(c, c + e - s) for c, s, e in path]))
+                        for child in node.children:
+                            place(child, path + [here])
+                        if not node.children:
+                            for i in members[node.host]:
+                                where[i] = (row, path + [here])
+                    place(unit, [])
                     seqs.append(tuple(seq))
-                    branches.append(spans if len(hosts) > 1 else [])
-                column = {i: [p - prefix_len if p < shared else start + p - shared
-                              for p in range(len(inputs[i]) - len(requests[i][2]), len(inputs[i]))]
-                          for i, (row, start, shared) in where.items()}
+                    layouts.append(layout if len(layout) > 1 else [])
                 wanted: list[list[tuple[int, int]]] = [[] for _ in batch]  # per row: (column, target token)
                 pairs_of: dict[int, tuple[int, int]] = {}  # request -> its slice of its row's pairs
-                for i, (row, _, _) in sorted(where.items()):
+                for i, (row, path) in sorted(where.items()):
                     start = len(wanted[row])
-                    wanted[row] += zip(column[i], requests[i][2])
+                    for p, token in zip(range(len(inputs[i]) - len(requests[i][2]), len(inputs[i])), requests[i][2]):
+                        wanted[row].append((next(c + p - s for c, s, e in path if s <= p < e), token))
                     pairs_of[i] = (start, len(wanted[row]))
-                scored = self._forward_logprobs(seqs, wanted, cache(), branches=branches)
-                for i, (row, _, _) in sorted(where.items()):
+                scored = self._forward_logprobs(seqs, wanted, cache(), layouts=layouts)
+                for i, (row, _) in sorted(where.items()):
                     logprobs, greedy = scored[row]
                     start, end = pairs_of[i]
                     results[i] = (float(logprobs[start:end].sum()), bool(greedy[start:end].all()))
@@ -228,21 +231,18 @@ class HarnessLM(TemplateLM):
                         self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
                     pbar.update(1)
 
-            def width(unit) -> int:
-                hosts, shared = unit
-                return shared - prefix_len + sum(len(h) - shared for h in hosts)
-
-            order = sorted(units, key=lambda u: -width(u))  # similar lengths together: little padding
-            self._in_batches(order, run, lambda batch: (width(batch[0]), prefix_len,
-                                                        sum(len(requests[i][2]) for h in batch[0][0] for i in members[h])),
-                             lengths=[width(u) for u in order],
-                             elsewhere=lambda batch: pbar.update(sum(len(members[h]) for u in batch for h in u[0])))
+            order = sorted(units, key=lambda u: -u.size)  # similar lengths together: little padding
+            self._in_batches(order, run, lambda batch: (batch[0].size, prefix_len,
+                                                        sum(len(requests[i][2]) for h in batch[0].hosts()
+                                                            for i in members[h])),
+                             lengths=[u.size for u in order],
+                             elsewhere=lambda batch: pbar.update(sum(len(members[h]) for u in batch for h in u.hosts())))
 
         def process(hosts: list[tuple], prefix_len: int, cache: Callable) -> None:
             """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache()`. A cluster of hosts
             sharing more is packed into one row when short enough, else its prefix gets a cached pass
             (computed when a batch first needs it: under data parallel, by the processes that do)."""
-            units: list[tuple[list[tuple], int]] = []
+            units: list[_Node] = []
             i = 0
             while i < len(hosts):
                 j, shared = i + 1, first_scored[hosts[i]]
@@ -253,14 +253,14 @@ class HarnessLM(TemplateLM):
                     shared = min(shared, common)
                     j += 1
                 cluster = hosts[i:j]
-                packed = shared - prefix_len + sum(len(h) - shared for h in cluster)
-                if len(cluster) > 1 and packed <= self._pack_limit(prefix_len):
-                    units.append((cluster, shared))
+                packed = _Node.tree(cluster, prefix_len) if len(cluster) > 1 else None
+                if packed is not None and packed.size <= self._pack_limit(prefix_len):
+                    units.append(packed)
                 elif len(cluster) > 1 and (shared - prefix_len) * (len(cluster) - 1) >= MIN_SHARED_TOKENS:
                     process(cluster, shared, _once(lambda parent=cache, tokens=cluster[0][prefix_len:shared]:
                                                    self._extend_cache(parent(), tokens)))
                 else:
-                    units += [([h], len(h)) for h in cluster]
+                    units += [_Node(prefix_len, len(h), h, []) for h in cluster]
                 i = j
             if units:
                 score(units, prefix_len, cache)
@@ -282,15 +282,17 @@ class HarnessLM(TemplateLM):
 
     @torch.no_grad()
     def _forward_logprobs(self, seqs: list[tuple], wanted: list[list[tuple[int, int]]], cache=None,
-                          branches: list[list[tuple[int, int]]] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                          layouts: list[list[tuple]] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Right-padded forward pass after an optional shared prefix. wanted[row] lists (column, token)
         pairs; per row, returns each pair's fp32 log-probability and whether the token is the greedy
         one there (both on the CPU). The LM head runs on the wanted columns alone; one log-softmax,
         one argmax and one gather serve the whole batch.
 
-        branches[row], when given and not empty, lists the column spans of a packed row's branches:
-        each branch continues the row's trunk (the columns before the first span) at the same
-        positions as the others and sees the trunk and itself only, as if it ran alone after it.
+        layouts[row], when given and not empty, lays out a packed row: a prefix tree of sequences
+        that continue the cached prefix, one (first column, end column, first position, ancestors'
+        column spans) per node. A node's tokens see the cached prefix, their ancestors and the
+        node's earlier tokens only, at the positions they have in their sequences: the numbers of
+        each sequence computed alone.
         """
         width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id or 0
@@ -302,7 +304,7 @@ class HarnessLM(TemplateLM):
             cache = _fresh_view(cache, len(seqs))
         self._count(ids, real=sum(map(len, seqs)))
         # Right padding needs no mask for a causal model: real positions never attend to pads.
-        extra = self._packed_layout(width, cached, branches) if branches and any(branches) else {}
+        extra = self._packed_layout(width, cached, layouts) if layouts and any(layouts) else {}
         keep = [sorted({c for c, _ in pairs}) for pairs in wanted]
         if self._row_logits:  # a boolean (batch, width) mask: exactly the kept positions, row-major
             chosen = torch.zeros((len(seqs), width), dtype=torch.bool)
@@ -327,19 +329,18 @@ class HarnessLM(TemplateLM):
         sizes = [len(pairs) for pairs in wanted]
         return list(zip(picked.cpu().split(sizes), greedy.cpu().split(sizes)))
 
-    def _packed_layout(self, width: int, cached: int, branches: list[list[tuple[int, int]]]) -> dict:
+    def _packed_layout(self, width: int, cached: int, layouts: list[list[tuple]]) -> dict:
         """position_ids and the 4D additive attention mask of a batch holding packed rows (see
-        _forward_logprobs): causal everywhere, except that a branch sees neither earlier branches
-        nor their positions, and restarts its positions where the trunk ends."""
-        positions = torch.arange(cached, cached + width).repeat(len(branches), 1)
-        allowed = torch.ones(width, cached + width, dtype=torch.bool).tril(cached).repeat(len(branches), 1, 1)
-        for row, spans in enumerate(branches):
-            if not spans:
-                continue
-            trunk_end = spans[0][0]
-            for start, end in spans:
-                positions[row, start:end] = torch.arange(cached + trunk_end, cached + trunk_end + end - start)
-                allowed[row, start:end, cached + trunk_end: cached + start] = False
+        _forward_logprobs): causal in plain rows; in a packed row, each node sees the cached prefix,
+        its ancestors' columns and its own earlier columns, at its sequences' positions."""
+        positions = torch.arange(cached, cached + width).repeat(len(layouts), 1)
+        allowed = torch.ones(width, cached + width, dtype=torch.bool).tril(cached).repeat(len(layouts), 1, 1)
+        for row, nodes in enumerate(layouts):
+            for first, end, position, ancestors in nodes:
+                positions[row, first:end] = torch.arange(position, position + end - first)
+                allowed[row, first:end, cached:cached + first] = False
+                for a, b in ancestors:
+                    allowed[row, first:end, cached + a:cached + b] = True
         dtype = self.model.dtype
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
         return {"position_ids": positions.to(self.device), "attention_mask": mask[:, None].to(self.device)}
@@ -704,6 +705,35 @@ def distributed_state():
     from accelerate.utils import is_cuda_available
 
     return PartialState(cpu=not is_cuda_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true")
+
+
+class _Node:
+    """A node of a prefix tree of token sequences (hosts): positions [start, end) of `host`, one of
+    the sequences below it, shared by all of them; leaves are whole hosts."""
+
+    __slots__ = ("start", "end", "host", "children", "size")
+
+    def __init__(self, start: int, end: int, host: tuple, children: list[_Node]) -> None:
+        self.start, self.end, self.host, self.children = start, end, host, children
+        self.size = end - start + sum(child.size for child in children)  # tokens in the subtree
+
+    @classmethod
+    def tree(cls, hosts: list[tuple], depth: int) -> _Node:
+        """hosts: sorted, sharing positions [0, depth), none a prefix of another. Hosts sharing
+        fewer than MIN_PREFIX_STEP more tokens become siblings (a node that short saves little)."""
+        if len(hosts) == 1:
+            return cls(depth, len(hosts[0]), hosts[0], [])
+        commons = [_common_prefix_len(a, b) for a, b in zip(hosts, hosts[1:])]
+        shared = min(commons)
+        children, i = [], 0
+        for j in range(1, len(hosts) + 1):
+            if j == len(hosts) or commons[j - 1] < shared + MIN_PREFIX_STEP:
+                children.append(cls.tree(hosts[i:j], shared))
+                i = j
+        return cls(depth, shared, hosts[0], children)
+
+    def hosts(self) -> list[tuple]:
+        return [self.host] if not self.children else [h for child in self.children for h in child.hosts()]
 
 
 def _once(compute: Callable) -> Callable:
