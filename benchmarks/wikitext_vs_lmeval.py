@@ -66,7 +66,7 @@ def main() -> int:
                    data_dir=args.data_dir)
 
     t0 = time.perf_counter()
-    ours = run_evaluation(spec, loaded=loaded)
+    ours = run_evaluation(spec, loaded=loaded, request_cache=None)  # computed, not read from the cache
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
     ref = lm_eval.simple_evaluate(model=ref_lm, tasks=["wikitext"], task_manager=ref_tm, limit=args.limit,

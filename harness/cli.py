@@ -6,10 +6,12 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
 from harness.errors import UserError
+from harness.redact import RedactingFilter
 
 EXIT_USAGE = 2
 
@@ -37,6 +39,8 @@ def main() -> None:
 def _quiet_libraries(verbose: bool) -> None:
     level = logging.INFO if verbose else logging.ERROR
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # no API key or token of the environment in a log line
+        handler.addFilter(RedactingFilter())
     for name in ("lm_eval", "lm-eval", "datasets", "transformers", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(level)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -78,13 +82,16 @@ def cli(debug: bool, verbose: bool) -> None:
 @click.option("--dtype", default=None, help="float32, bfloat16, float16 (default: bfloat16 on cuda, float32 on cpu).")
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the model's forward pass (a one-time cost of minutes on CPU; same numbers).")
-@click.option("--bootstrap-iters", type=int, default=1000, show_default=True,
+@click.option("--bootstrap-iters", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Bootstrap resamples for standard errors of non-mean metrics.")
+@click.option("--no-cache", is_flag=True,
+              help="Compute every request, neither reading nor writing the request cache "
+                   "($HARNESS_REQUEST_CACHE, default ~/.cache/harness/requests.sqlite).")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data parallel: run under `accelerate launch` with this many processes (one per GPU; "
                    "on a CPU, each with its share of the cores). Same results as one process.")
 def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_chat_template, system_instruction,
-        data_dir, include_path, output, device, dtype, compile_model, bootstrap_iters, num_processes):
+        data_dir, include_path, output, device, dtype, compile_model, bootstrap_iters, no_cache, num_processes):
     """Evaluate a model on tasks and store the run."""
     if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         sys.exit(_launch_processes(num_processes))
@@ -110,11 +117,13 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
         data_dir=data_dir,
         include_paths=tuple(include_path),
     )
-    finished = run_evaluation(spec)
+    store = RunStore(output)
+    store.check_writable()
+    finished = run_evaluation(spec, **({"request_cache": None} if no_cache else {}))
     if finished is None:
         return  # not the main process of a data-parallel run
-    run_dir = RunStore(output).save(finished)
-    _print_summary(summary_rows(finished.results), finished.results["harness"], run_dir)
+    run_dir = store.save(finished)
+    _print_summary(summary_rows(finished.results), finished.results["harness"], finished.env["runner"], run_dir)
 
 
 def _launch_processes(n: int) -> int:
@@ -142,7 +151,7 @@ def _launch_processes(n: int) -> int:
     return subprocess.run([*launch, "-m", "harness", *args]).returncode
 
 
-def _print_summary(rows, record, run_dir) -> None:
+def _print_summary(rows, record, work, run_dir) -> None:
     from rich.console import Console
 
     from harness.reports.summary import summary_table
@@ -154,7 +163,134 @@ def _print_summary(rows, record, run_dir) -> None:
     console.print(summary_table(rows, f"{identity['name']}  ({identity['dtype']}, {identity['device']})"))
     for name, why in record.get("skipped_tasks", {}).items():
         console.print(f"skipped {name}: {why}", markup=False)
+    if record.get("truncated_requests"):
+        console.print(f"{record['truncated_requests']:,} prompts were longer than the context window "
+                      f"({record['max_length']:,} tokens): their oldest tokens were cut, as lm-eval does", markup=False)
+    if work.get("requests_from_cache"):
+        total = work["requests_from_cache"] + work["requests_computed"]
+        lost = work.get("interrupted_in_flight", 0)
+        console.print(f"{work['requests_from_cache']:,} of {total:,} requests from the request cache "
+                      f"({work['request_cache']}; --no-cache computes all)"
+                      + (f"; {lost:,} lost in flight by an interrupted run were computed again" if lost else ""),
+                      markup=False)
     console.print(f"run stored in {run_dir}")
+
+
+@cli.command()
+@click.option("--runs", "runs_dir", type=click.Path(), default="runs", show_default=True, envvar="HARNESS_RUNS_DIR",
+              help="Run store folder. [env: HARNESS_RUNS_DIR]")
+@click.option("--model", default=None, help="Runs whose model name contains this.")
+@click.option("--task", default=None, help="Runs with a task matching this glob (mmlu_*).")
+@click.option("--spec", default=None, help="Runs whose spec hash starts with this.")
+@click.option("--since", default=None, help="Runs started on or after this date (ISO, 2026-11-01).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="csv: one row per run and task; json: one object per run.")
+@click.option("--reindex", is_flag=True, help="Rebuild the index from the run folders first.")
+def runs(runs_dir, model, task, spec, since, fmt, reindex):
+    """List stored runs (from the store's sqlite index), filtered; export them as CSV or JSON."""
+    from harness.reports.runs import export_runs, runs_table
+    from harness.store import RunStore
+
+    store = RunStore(runs_dir)
+    if reindex:
+        store.reindex()
+    rows = store.query(model=model, task=task, spec=spec, since=since)
+    if fmt != "table":
+        click.echo(export_runs(rows, fmt), nl=False)
+        return
+    from rich.console import Console
+
+    Console().print(runs_table(rows))
+    click.echo(f"{len(rows)} runs in {store.root}")
+
+
+@cli.command()
+@click.option("--runs", "runs_dir", type=click.Path(), default="runs", show_default=True, envvar="HARNESS_RUNS_DIR",
+              help="Run store folder. [env: HARNESS_RUNS_DIR]")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="leaderboard.html", show_default=True,
+              help="The HTML file to write (self-contained; a large store's samples go beside it in FILE.samples/).")
+@click.option("--title", default="harness leaderboard", show_default=True)
+def leaderboard(runs_dir, out, title):
+    """Render stored runs as one offline HTML leaderboard: models x tasks, intervals, charts, samples."""
+    from harness.reports.leaderboard import leaderboard_from_store, render_leaderboard
+
+    board, samples = leaderboard_from_store(runs_dir)
+    path = render_leaderboard(board, samples, out, title=title)
+    click.echo(f"{len(board.rows)} models x {sum(t['top_level'] for t in board.tasks)} tasks from "
+               f"{len(board.runs)} runs -> {path}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--runs-dir", type=click.Path(), default="runs", show_default=True, envvar="HARNESS_RUNS_DIR",
+              help="Where run ids are looked up. [env: HARNESS_RUNS_DIR]")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the comparison as HTML here.")
+@click.option("--md", "md_out", type=click.Path(dir_okay=False), default=None, help="Write the markdown here (default: print it).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True,
+              help="Significance level.")
+def compare(runs, runs_dir, out, md_out, alpha):
+    """Compare runs: the first (A) against each other one, per task, with paired tests and flipped samples."""
+    from harness.reports.compare import compare_runs, comparison_markdown, find_run, render_comparison
+
+    if len(runs) < 2:
+        raise UserError("harness compare needs at least two runs (A B [C...])")
+    dirs = [find_run(r, runs_dir) for r in runs]
+    comparisons = [compare_runs(dirs[0], d) for d in dirs[1:]]
+    names = [d.name for d in dirs]
+    text = comparison_markdown(names, comparisons, alpha)
+    if md_out:
+        Path(md_out).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text)
+    if out:
+        click.echo(f"comparison page: {render_comparison(names, comparisons, out, alpha)}", err=bool(not md_out))
+
+
+@cli.command()
+@click.argument("candidate")
+@click.option("--baseline", required=True, help="A baseline JSON (from `harness baseline`) or a run folder / id.")
+@click.option("--runs-dir", type=click.Path(), default="runs", show_default=True, envvar="HARNESS_RUNS_DIR",
+              help="Where run ids are looked up. [env: HARNESS_RUNS_DIR]")
+@click.option("--max-drop", "max_drops", multiple=True, default=("0",), show_default=True,
+              help="Allowed drop in the metric's units: a number for every task, or TASK=NUMBER (repeatable).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True,
+              help="A drop must also be significant at this level to fail.")
+@click.option("--summary", type=click.Path(dir_okay=False), default=None, envvar="GITHUB_STEP_SUMMARY",
+              help="Append the markdown summary here. [env: GITHUB_STEP_SUMMARY]")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
+def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
+    """CI gate: exit 1 when a task's score drops beyond --max-drop, significantly, against the baseline."""
+    from harness.reports.compare import find_run
+    from harness.reports.gate import check as run_check
+    from harness.reports.gate import gate_junit, gate_markdown, load_baseline, parse_max_drops
+
+    default_drop, per_task = parse_max_drops(max_drops)
+    base_path = Path(baseline)
+    base = load_baseline(base_path if base_path.exists() else find_run(baseline, runs_dir))
+    cand_dir = find_run(candidate, runs_dir)
+    result = run_check(cand_dir, base, default_drop, per_task, alpha)
+    text = gate_markdown(result, cand_dir.name, str(baseline))
+    click.echo(text)
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(text)
+    if junit:
+        Path(junit).write_text(gate_junit(result), encoding="utf-8")
+    sys.exit(0 if result.passed else 1)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The baseline JSON to write.")
+@click.option("--runs-dir", type=click.Path(), default="runs", show_default=True, envvar="HARNESS_RUNS_DIR")
+@click.option("--summary-only", is_flag=True, help="Leave out per-document scores (then `check` cannot pair samples).")
+def baseline(run, out, runs_dir, summary_only):
+    """Write a run's scores as a small baseline JSON to commit for `harness check`."""
+    from harness.reports.compare import find_run
+    from harness.reports.gate import write_baseline
+
+    written = write_baseline(find_run(run, runs_dir), Path(out), with_samples=not summary_only)
+    click.echo(f"baseline of {len(written['tasks'])} tasks from {written['run_id']} -> {out}")
 
 
 @cli.command()

@@ -18,9 +18,10 @@ from typing import Any
 from harness.errors import BadOptionError
 from harness.hashing import json_sha256
 from harness.mirror import resolve_data_dir
-from harness.models.catalog import LoadedModel, load_model
+from harness.models.catalog import LoadedModel, cache_dir, load_model
 from harness.models.generation import generation_record
 from harness.models.hf import HarnessLM, distributed_state
+from harness.request_cache import RequestCache
 from harness.scorers.results import attach_statistics
 from harness.spec import RunSpec, spec_hash
 from harness.tasks import build_task_manager, load_tasks, resolve_tasks
@@ -43,14 +44,19 @@ class FinishedRun:
     env: dict[str, Any]
 
 
-def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> FinishedRun | None:
+def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
+                   request_cache: str | os.PathLike | None = "default") -> FinishedRun | None:
     """Evaluate spec.model on spec.tasks: tasks (data first), model, lm-eval's evaluator, records.
 
     Under `accelerate launch` the processes share out the runner's batches (HarnessLM); the main
     process returns the run and the others return None. `loaded` reuses a model already in memory.
+    Requests already in the request cache (default_cache_path(); None: no cache) are not computed
+    again: a run killed at any point is resumed by running it again.
     """
     import lm_eval
 
+    if not spec.tasks:
+        raise BadOptionError("--tasks names no task: give task names, groups or globs, comma-separated")
     if spec.limit is not None and spec.limit <= 0:
         raise BadOptionError("--limit must be positive (a count of docs, or a fraction below 1)")
     if spec.num_fewshot is not None and spec.num_fewshot < 0:
@@ -62,6 +68,8 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> Finished
     for name, why in selection.skipped.items():
         log.warning("skipping %s: %s", name, why)
     built = load_tasks(tm, selection.names)  # before the model: a missing dataset fails in seconds
+    cache_path = default_cache_path() if request_cache == "default" else request_cache
+    cache = RequestCache(cache_path) if cache_path else None  # so does a bad cache file
     state = distributed_state()
     # one device per process (CPU processes just share the CPU)
     device = spec.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
@@ -69,6 +77,7 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> Finished
     seeds = spec.seeds()
     # requests that sample without a seed of their own use the run's torch seed
     lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile, seed=seeds["torch"])
+    interrupted = lm.attach_request_cache(cache) if cache is not None else 0
     # lm-eval records `git describe` of the working directory and lets git print "fatal: not a git
     # repository" outside one; ask git quietly (our own commit is in env.json)
     import lm_eval.evaluator
@@ -85,7 +94,8 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> Finished
         record["generation"] = generation_record(lm.generation_used.get(name), spec.gen_kwargs)
     identity = loaded.identity
     run_hash = spec_hash(spec, identity, {name: t["config_sha256"] for name, t in tasks.items()})
-    results["harness"] = {"spec_sha256": run_hash, "model": identity, "skipped_tasks": selection.skipped}
+    results["harness"] = {"spec_sha256": run_hash, "model": identity, "skipped_tasks": selection.skipped,
+                          "truncated_requests": lm.stats["truncated_requests"], "max_length": lm.max_length}
     spec_record = {
         "spec_sha256": run_hash,
         "spec": spec.to_dict(),
@@ -94,8 +104,20 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None) -> Finished
         "tasks": tasks,
     }
     env = collect_env(identity, started)
-    env["runner"] = dict(lm.stats)  # work done: tokens computed, forward passes, seconds
+    env["runner"] = dict(lm.stats)  # work done: tokens computed, forward passes, seconds, cache use
+    if lm.request_cache is not None:
+        env["runner"]["request_cache"] = str(lm.request_cache.path)
+        env["runner"]["interrupted_in_flight"] = interrupted
+        lm.request_cache.close()
     return FinishedRun(run_hash, spec.model, results, samples, spec_record, env)
+
+
+def default_cache_path() -> Path | None:
+    """$HARNESS_REQUEST_CACHE (an sqlite file, or 'off'), else requests.sqlite in harness's cache folder."""
+    value = os.environ.get("HARNESS_REQUEST_CACHE")
+    if value is not None and value.strip().lower() in ("", "off", "0", "none"):
+        return None
+    return Path(value).expanduser() if value else cache_dir() / "requests.sqlite"
 
 
 def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str, dict[str, Any]]:

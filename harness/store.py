@@ -1,7 +1,8 @@
 """Where runs live on disk: runs/<run-id>/ with results, samples, spec and environment.
 
 A run folder is written under a hidden temporary name and renamed into place when complete, so a
-reader never sees a half-written run.
+reader never sees a half-written run. An sqlite index (runs/index.sqlite, WAL mode, so several runs
+may save at once) lists the runs for querying; the folders are the truth and rebuild it.
 """
 
 from __future__ import annotations
@@ -9,13 +10,19 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import errno
 import re
 import shutil
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from lm_eval.utils import handle_non_serializable
+
+from harness.errors import UserError
+from harness.redact import redact, secret_values
+from harness.scorers.results import is_score
 
 if TYPE_CHECKING:
     from harness.engine import FinishedRun
@@ -26,6 +33,12 @@ SPEC = "spec.json"
 ENV = "env.json"
 
 DEFAULT_RUNS_DIR = "runs"
+INDEX = "index.sqlite"
+_INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, created TEXT, model TEXT, model_sha256 TEXT,
+                                 spec_sha256 TEXT, tasks TEXT, scores TEXT);
+CREATE TABLE IF NOT EXISTS run_tasks (run_id TEXT, task TEXT, PRIMARY KEY (run_id, task));
+"""
 
 
 def to_json(obj: Any) -> str:
@@ -37,6 +50,17 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Fail before a run, not after it: the store folder exists or can be made, and takes files."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(f"run store '{self.root}' is not a writable folder ({exc.strerror}): "
+                            "choose another --output") from exc
 
     def new_run_id(self, model_name: str, spec_hash: str) -> str:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -59,28 +83,127 @@ class RunStore:
         env: dict[str, Any],
     ) -> Path:
         """Write all four files into a temporary folder, then rename it into place."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.check_writable()
         final = self.root / run_id
         tmp = self.root / f".tmp-{run_id}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        (tmp / RESULTS).write_text(to_json(results), encoding="utf-8")
-        (tmp / SPEC).write_text(to_json(spec), encoding="utf-8")
-        (tmp / ENV).write_text(to_json(env), encoding="utf-8")
+        secrets = secret_values()  # API keys and tokens of the environment are masked in every file
+        (tmp / RESULTS).write_text(to_json(redact(results, secrets)), encoding="utf-8")
+        (tmp / SPEC).write_text(to_json(redact(spec, secrets)), encoding="utf-8")
+        (tmp / ENV).write_text(to_json(redact(env, secrets)), encoding="utf-8")
         with gzip.open(tmp / SAMPLES, "wt", encoding="utf-8") as f:
             for sample in samples:
-                f.write(json.dumps(sample, default=handle_non_serializable, ensure_ascii=False) + "\n")
+                f.write(json.dumps(redact(sample, secrets), default=handle_non_serializable, ensure_ascii=False) + "\n")
         for path in tmp.iterdir():  # durable before it becomes visible
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-        os.rename(tmp, final)
+        for attempt in range(2, 1000):  # another run saved under the same id this second: take the next
+            try:
+                os.rename(tmp, final)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                final = self.root / f"{run_id}-{attempt}"
+        self._index_run(final)
         return final
+
+    # ------------------------------------------------------------------ index
+    def _index(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.root / INDEX, timeout=120, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_INDEX_SCHEMA)
+        return db
+
+    def _index_run(self, run_dir: Path) -> None:
+        self._write_index([index_row(run_dir)], replace_all=False)
+
+    def reindex(self) -> int:
+        """Rebuild the index from the run folders (the truth); returns the number of runs."""
+        rows = [index_row(run_dir) for run_dir in self.runs()]
+        self._write_index(rows, replace_all=True)
+        return len(rows)
+
+    def _write_index(self, rows: list[dict[str, Any]], replace_all: bool) -> None:
+        db = self._index()
+        try:
+            db.execute("BEGIN IMMEDIATE")  # one writer at a time; readers see before or after
+            if replace_all:
+                db.execute("DELETE FROM runs")
+                db.execute("DELETE FROM run_tasks")
+            for row in rows:
+                db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (row["run_id"], row["created"], row["model"], row["model_sha256"], row["spec_sha256"],
+                            json.dumps(row["tasks"]), json.dumps(row["scores"])))
+                db.execute("DELETE FROM run_tasks WHERE run_id = ?", (row["run_id"],))
+                db.executemany("INSERT INTO run_tasks VALUES (?, ?)", [(row["run_id"], t) for t in row["tasks"]])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    def query(self, model: str | None = None, task: str | None = None, spec: str | None = None,
+              since: str | None = None) -> list[dict[str, Any]]:
+        """Indexed runs, oldest first, filtered by model (substring), task (glob), spec hash prefix, date (ISO)."""
+        if not self.root.is_dir():
+            raise UserError(f"run store {self.root} is not a folder: run `harness run` first or give --runs")
+        db = self._index()
+        try:
+            if db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] != len(self.runs()):
+                db.close()  # folders copied in, or removed, by hand
+                self.reindex()
+                db = self._index()
+            where, args = ["1"], []
+            if model:
+                where.append("instr(lower(model), lower(?)) > 0")
+                args.append(model)
+            if task:
+                where.append("run_id IN (SELECT run_id FROM run_tasks WHERE task GLOB ?)")
+                args.append(task)
+            if spec:
+                where.append("spec_sha256 LIKE ?")
+                args.append(spec + "%")
+            if since:
+                where.append("created >= ?")
+                args.append(since)
+            rows = db.execute(f"SELECT run_id, created, model, model_sha256, spec_sha256, tasks, scores FROM runs "
+                              f"WHERE {' AND '.join(where)} ORDER BY created, run_id", args).fetchall()
+        finally:
+            db.close()
+        keys = ("run_id", "created", "model", "model_sha256", "spec_sha256", "tasks", "scores")
+        return [{**dict(zip(keys, r)), "tasks": json.loads(r[5]), "scores": json.loads(r[6])} for r in rows]
 
     def runs(self) -> list[Path]:
         """Complete run folders, oldest first."""
         if not self.root.is_dir():
             return []
         return sorted(p for p in self.root.iterdir() if not p.name.startswith(".") and (p / RESULTS).exists())
+
+
+def index_row(run_dir: Path) -> dict[str, Any]:
+    """What the index keeps of a run: ids, model, tasks and each task's main score."""
+    results = read_json(run_dir, RESULTS)
+    env = read_json(run_dir, ENV) if (run_dir / ENV).exists() else {}
+    record = results.get("harness", {})
+    model = record.get("model", {})
+    scores = {}
+    for task, metrics in results.get("results", {}).items():
+        main = next(((k, v) for k, v in metrics.items() if is_score(k, v)), None)  # the task's first metric
+        if main is not None:
+            scores[task] = {"metric": main[0], "value": main[1]}
+    return {
+        "run_id": run_dir.name,
+        "created": env.get("started"),
+        "model": model.get("name"),
+        "model_sha256": model.get("sha256"),
+        "spec_sha256": record.get("spec_sha256"),
+        "tasks": sorted(results.get("configs", {})),
+        "scores": scores,
+    }
 
 
 def flatten_samples(samples: dict[str, list[dict[str, Any]]]):
@@ -99,4 +222,10 @@ def read_samples(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def read_json(run_dir: str | os.PathLike, name: str) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / name).read_text(encoding="utf-8"))
+    """One of a run folder's JSON files; a missing or corrupt one is the user's to fix (UserError)."""
+    path = Path(run_dir) / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else f"not JSON: {exc}"
+        raise UserError(f"run folder {run_dir} is unreadable: {name} {why} (remove the folder or restore the file)") from exc

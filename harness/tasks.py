@@ -44,6 +44,7 @@ class MirrorTaskFactory(TaskFactory):
 
     def _load_full_config(self, entry, overrides=None) -> dict[str, Any]:
         cfg = super()._load_full_config(entry, overrides)
+        _check_metric_names(entry, cfg)
         path = cfg.get("dataset_path")
         if self.data_dir is not None and path and cfg.get("custom_dataset") is None:
             cfg["custom_dataset"] = functools.partial(load_from_mirror, self.data_dir, path, cfg.get("dataset_name"))
@@ -56,6 +57,8 @@ class MirrorTaskFactory(TaskFactory):
             return task
         except UserError:
             raise
+        except StopIteration as exc:  # datasets' json builder on an empty file
+            raise DataUnavailableError(f"task '{entry.name}': its data file is empty") from exc
         except Exception as exc:  # datasets/hub errors come in many classes; name the task and the fix
             if entry.yaml_path is None or not _is_data_error(exc):
                 raise
@@ -92,7 +95,13 @@ def check_yaml_syntax(folder: Path) -> None:
     """lm-eval's indexer skips a YAML it cannot parse; say which file and line instead."""
     for path in sorted(folder.rglob("*.yaml")):
         try:
-            yaml.load(path.read_text(encoding="utf-8"), Loader=_TaggedLoader)
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise TaskConfigError(f"malformed task YAML {path}: not UTF-8 text (byte {exc.start})") from exc
+        except OSError as exc:
+            raise TaskConfigError(f"task YAML {path} cannot be read: {exc.strerror}") from exc
+        try:
+            yaml.load(text, Loader=_TaggedLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -172,6 +181,21 @@ def _missing_from_mirror(tm: TaskManager, name: str, data_dir: Path | None) -> s
     return f"dataset {path}{'/' + str(sub) if sub else ''} is not in the mirror {data_dir}"
 
 
+def _check_metric_names(entry, cfg: dict[str, Any]) -> None:
+    """An unknown metric name is a config error (lm-eval would try to fetch it from the hub's evaluate
+    library, log an error, and fail later with 'None')."""
+    from lm_eval.api.registry import metric_registry
+
+    import lm_eval.api.metrics  # noqa: F401  fills lm-eval's metric registry
+
+    for item in cfg.get("metric_list") or []:
+        name = item.get("metric") if isinstance(item, dict) else None
+        if isinstance(name, str) and not item.get("hf_evaluate") and name not in metric_registry:
+            known = ", ".join(sorted(metric_registry.keys()))
+            raise TaskConfigError(f"task '{entry.name}' ({entry.yaml_path}): unknown metric '{name}'; "
+                                  f"known: {known}")
+
+
 def load_tasks(tm: TaskManager, names: list[str]) -> list[Task | Group]:
     """Build the tasks (datasets loaded) so data problems surface before any model is loaded."""
     built: list[Task | Group] = []
@@ -183,7 +207,22 @@ def load_tasks(tm: TaskManager, names: list[str]) -> list[Task | Group]:
         except (ValueError, KeyError, TypeError) as exc:
             raise TaskConfigError(f"task '{name}': invalid task config: {exc}") from exc
         built += obj if isinstance(obj, list) else [obj]
+    for task in _leaf_tasks(built):
+        if task.has_test_docs() or task.has_validation_docs():
+            docs = task.test_docs() if task.has_test_docs() else task.validation_docs()
+            if docs is not None and len(docs) == 0:
+                raise DataUnavailableError(f"task '{task.config.task}': its evaluation split is empty")
     return built
+
+
+def _leaf_tasks(objs) -> list[Task]:
+    leaves = []
+    for obj in objs:
+        if isinstance(obj, Group):
+            leaves += obj.get_all_tasks(recursive=True)
+        elif isinstance(obj, Task):
+            leaves.append(obj)
+    return leaves
 
 
 @dataclass

@@ -50,3 +50,24 @@ def perturb(text: str, rng: random.Random) -> str:
     elif kind == 3:
         return re.sub(r"([.!?]) ", r"\1\n", text)  # one sentence a line: what rougeLsum splits on
     return " ".join(words[: max(1, len(words) - rng.randrange(4))])
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (the browser tests drive it through Playwright), or None."""
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def open_browser(playwright):
+    """(browser, page, console errors) in headless Chromium; errors collects console errors and page exceptions."""
+    browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return browser, page, errors

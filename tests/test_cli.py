@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from harness.store import RunStore
 
 
-def harness(*args: str) -> subprocess.CompletedProcess:
+def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     # not run from the checkout: `python -m` would import the source tree instead of the install
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
-                          cwd=Path.home(), timeout=600)
+                          cwd=Path.home(), timeout=600, env={**os.environ, **(env or {})})
 
 
 @pytest.mark.model
@@ -24,7 +26,7 @@ def test_run_prints_a_score_table_and_stores_the_run(tmp_path, smollm2_weights):
     assert out.returncode == 0, out.stderr
     for word in ("demo_capitals", "acc", "acc_norm", "word_perplexity", "stderr"):
         assert word in out.stdout
-    runs = [p for p in (tmp_path / "runs").iterdir()]
+    runs = RunStore(tmp_path / "runs").runs()
     assert len(runs) == 1 and (runs[0] / "results.json").exists()
     assert str(runs[0]) in out.stdout.replace("\n", "")
 
@@ -48,6 +50,20 @@ def bad_inputs(tmp_path_factory):
     (d / "broken").mkdir()
     (d / "broken/broken.yaml").write_text("task: broken\ndataset_path: x\n  bad: [unclosed\n")
     (d / "empty_mirror").mkdir()
+    (d / "a_file").write_text("not a folder")
+    (d / "not_a_db.sqlite").write_text("this is text, not an sqlite database, and long enough for a header")
+    (d / "runs/20261123T000000Z-m-abcdef12").mkdir(parents=True)
+    (d / "runs/20261123T000000Z-m-abcdef12/results.json").write_text("{broken")
+    for name, data, metric in (("missing_file", "nope.jsonl", "acc"), ("empty_data", "empty.jsonl", "acc"),
+                               ("unknown_metric", "data.jsonl", "no_such_metric")):
+        (d / name).mkdir()
+        (d / name / f"{name}.yaml").write_text(
+            f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files: {{test: {d / data}}}\n"
+            "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{q}}'\ndoc_to_choice: ['a', 'b']\n"
+            f"doc_to_target: 0\nmetric_list:\n  - metric: {metric}\n")
+    (d / "data.jsonl").write_text('{"q": "x"}\n')
+    (d / "empty.jsonl").write_text("")
+    (d / "baseline.json").write_text('{"not": "a baseline"}')
     return d
 
 
@@ -69,13 +85,34 @@ BAD = {
     "bad option": (["run", "--tasks", "demo", "--no-such-option"], "No such option"),
     "missing --tasks": (["run"], "Missing option"),
     "bad batch size type": (["run", "--tasks", "demo", "--batch-size", "big"], "batch-size"),
+    "unknown metric": (["run", "--tasks", "unknown_metric", "--include-path", "{d}/unknown_metric"], "no_such_metric"),
+    "missing data file": (["run", "--tasks", "missing_file", "--include-path", "{d}/missing_file"], "nope.jsonl"),
+    "empty dataset": (["run", "--tasks", "empty_data", "--include-path", "{d}/empty_data"], "empty_data"),
+    "device that is no device": (["run", "--tasks", "demo", "--device", "gpu0"], "--device 'gpu0' is not a device"),
+    "unknown dtype": (["run", "--tasks", "demo", "--dtype", "float33"], "unknown dtype 'float33'"),
+    "output is a file": (["run", "--tasks", "demo", "--output", "{d}/a_file"], "not a writable folder"),
+    "negative bootstrap": (["run", "--tasks", "demo", "--bootstrap-iters", "-1"], "--bootstrap-iters"),
+    "zero processes": (["run", "--tasks", "demo", "--num-processes", "0"], "--num-processes"),
+    "empty task list": (["run", "--tasks", ","], "--tasks"),
+    "request cache not a database": (["run", "--tasks", "demo_capitals", "--limit", "1"], "request cache",
+                                     {"HARNESS_REQUEST_CACHE": "{d}/not_a_db.sqlite"}),
+    "run store missing": (["runs", "--runs", "/no/such/store"], "is not a folder"),
+    "unreadable run folder": (["runs", "--runs", "{d}/runs"], "results.json not JSON"),
+    "leaderboard of nothing": (["leaderboard", "--runs", "{d}/empty_mirror", "--out", "{d}/x.html"], "no runs in"),
+    "compare one run": (["compare", "only_one"], "at least two runs"),
+    "compare unknown run": (["compare", "nope1", "nope2", "--runs-dir", "{d}"], "run 'nope1' not found"),
+    "check bad baseline": (["check", "{d}/runs/20261123T000000Z-m-abcdef12", "--baseline", "{d}/baseline.json"],
+                           "is not a harness baseline"),
+    "check bad max drop": (["check", "x", "--baseline", "{d}/baseline.json", "--max-drop", "lots"], "--max-drop 'lots'"),
+    "runs bad format": (["runs", "--format", "xml"], "--format"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_gets_one_line_and_exit_2(case, bad_inputs):
-    args, expected = BAD[case]
-    out = harness(*[a.replace("{d}", str(bad_inputs)) for a in args])
+    args, expected, *env = BAD[case]
+    env = {k: v.replace("{d}", str(bad_inputs)) for k, v in (env[0] if env else {}).items()}
+    out = harness(*[a.replace("{d}", str(bad_inputs)) for a in args], env=env)
     assert out.returncode == 2, (out.stdout, out.stderr)
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, out.stderr
@@ -103,7 +140,7 @@ def stored_run(runs: Path):
     import gzip
     import json
 
-    (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    (run,) = RunStore(runs).runs()
     samples = [json.loads(line) for line in gzip.open(run / "samples.jsonl.gz", "rt")]
     return json.loads((run / "spec.json").read_text()), samples
 

@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.store import RunStore
+
 pytestmark = pytest.mark.model
 
-ARGS = ["run", "--tasks", "demo_capitals,demo_arithmetic,demo_text", "--limit", "12", "--batch-size", "4"]
+# --no-cache: both runs compute everything (the work split is asserted below)
+ARGS = ["run", "--tasks", "demo_capitals,demo_arithmetic,demo_text", "--limit", "12", "--batch-size", "4", "--no-cache"]
 
 
 def only_run(runs: Path) -> Path:
-    (run,) = [p for p in runs.iterdir() if not p.name.startswith(".")]
+    (run,) = RunStore(runs).runs()
     return run
 
 

@@ -15,6 +15,7 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from harness.mirror import load_from_mirror, mirror_source
+from harness.store import RunStore
 from harness.tasks import build_task_manager
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -100,7 +101,7 @@ def harness_run(out: Path, *args: str) -> tuple[dict, list[dict]]:
     done = subprocess.run([sys.executable, "-m", "harness", "run", "--model", "smollm2-135m", "--output", str(out),
                            *args], capture_output=True, text=True, cwd=Path.home(), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    (run,) = [p for p in out.iterdir() if not p.name.startswith(".")]
+    (run,) = RunStore(out).runs()
     samples = [json.loads(line) for line in gzip.open(run / "samples.jsonl.gz", "rt", encoding="utf-8")]
     return json.loads((run / "results.json").read_text()), samples
 

@@ -186,6 +186,10 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None) -
     import transformers
 
     device = device or default_device()
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device '{device}' is not a device: use cpu, cuda, cuda:1 ...") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine (use cpu)")
     dtype = dtype or default_dtype(device)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from harness.errors import UserError
 from harness.models.catalog import LoadedModel, load_model
 from harness.models.generation import DEFAULT_SEED, GenerationSettings, resolve_generation
+from harness.request_cache import RequestCache
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class HarnessLM(TemplateLM):
         compile: bool = False,
         seed: int = DEFAULT_SEED,
         pack_max_tokens: int = PACK_MAX_TOKENS,
+        request_cache: RequestCache | None = None,
         **_ignored: Any,  # lm-eval passes max_batch_size etc. to every model
     ) -> None:
         super().__init__()
@@ -109,7 +111,12 @@ class HarnessLM(TemplateLM):
         self.generation_used: dict[str, dict[str, Any]] = {}
         # work actually done: tokens (not padding) run through the model and forward passes (benchmarks read it)
         # decode_row_steps: rows run through decoding steps after the prefill (finished rows run no more)
-        self.stats = {"tokens_computed": 0, "forward_passes": 0, "loglikelihood_seconds": 0.0, "decode_row_steps": 0}
+        self.stats = {"tokens_computed": 0, "forward_passes": 0, "loglikelihood_seconds": 0.0, "decode_row_steps": 0,
+                      "requests_from_cache": 0, "requests_computed": 0, "max_batch_requests": 0,
+                      # prompts longer than the context window, left-truncated as lm-eval does
+                      "truncated_requests": 0}
+        # results of requests already computed, by this run or an earlier one (see harness.request_cache)
+        self.request_cache = request_cache
 
     # ---------------------------------------------------------------- identity and limits
     @property
@@ -141,6 +148,23 @@ class HarnessLM(TemplateLM):
     def get_model_info(self) -> dict:
         return {"harness_model": self.loaded.identity}
 
+    def attach_request_cache(self, cache: RequestCache) -> int:
+        """Read and write results through cache from now on; returns how many requests interrupted
+        runs lost in flight (counted by the main process only)."""
+        cache.use_namespace(self.cache_namespace())
+        self.request_cache = cache
+        interrupted = cache.claim_interrupted() if self._dp_rank == 0 else 0
+        if interrupted:
+            log.warning("an interrupted run lost %d requests in flight: they are computed again", interrupted)
+        return interrupted
+
+    def cache_namespace(self) -> dict[str, Any]:
+        """What, besides a request, decides its result: the weights, dtype, device type and tokenisation."""
+        identity = self.loaded.identity
+        return {"model": {k: identity.get(k) for k in ("sha256", "hub_id", "revision", "adapter")},
+                "dtype": str(self.model.dtype), "device": self.device.type, "max_length": self.max_length,
+                "add_bos_token": self.add_bos_token, "max_gen_toks": self.max_gen_toks}
+
     # ---------------------------------------------------------------- tokenisation (as HFLM)
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, left_truncate_len=None, **kwargs):
         if add_special_tokens is None:
@@ -170,6 +194,39 @@ class HarnessLM(TemplateLM):
 
     # ---------------------------------------------------------------- scoring
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
+        """Log-likelihood of each (context, continuation): from the request cache, else computed."""
+        self.stats["truncated_requests"] += sum(len(ctx) + len(cont) > self.max_length + 1 for _, ctx, cont in requests)
+        if self.request_cache is None:
+            return self._score_tokens(requests, disable_tqdm)
+        keys = [self.request_cache.key("loglikelihood", r[0]) if r[0] is not None
+                else self.request_cache.key("loglikelihood-tokens", r[1], r[2]) for r in requests]
+        return self._through_cache("loglikelihood", keys, lambda todo, emit: self._score_tokens(
+            [requests[i] for i in todo], disable_tqdm, emit=lambda j, value: emit(todo[j], value)), decode=tuple)
+
+    def _through_cache(self, kind: str, keys: list[str], compute: Callable, decode: Callable = lambda v: v) -> list:
+        """Results for keys: those in the request cache read from it, the others computed.
+
+        compute(indices, emit) returns the results of those requests and calls emit(index, result)
+        as each batch finishes; emitted results are written with the batch (see _in_batches). Under
+        data parallel the main process's view of the cache is every process's, so all plan the same batches.
+        """
+        cache = self.request_cache
+        hits = cache.lookup(keys) if self._dp_rank == 0 else None
+        if self._dp_size > 1:
+            box = [hits]
+            torch.distributed.broadcast_object_list(box, src=0)
+            hits = box[0]
+        todo = [i for i, key in enumerate(keys) if key not in hits]
+        self.stats["requests_from_cache"] += len(keys) - len(todo)
+        self.stats["requests_computed"] += len(todo)
+        results = [decode(hits[key]) if key in hits else None for key in keys]
+        if todo:
+            for i, value in zip(todo, compute(todo, lambda i, value: cache.add(keys[i], kind, value))):
+                results[i] = value
+        cache.batch_done()  # results emitted outside a batch (rolling documents split between processes)
+        return results
+
+    def _score_tokens(self, requests, disable_tqdm: bool = False, emit: Callable | None = None) -> list[tuple[float, bool]]:
         """Score (context, continuation) token pairs, computing every shared prefix once.
 
         Inputs are ctx+cont minus its last token, left-truncated to max_length (as HFLM). Identical
@@ -229,14 +286,16 @@ class HarnessLM(TemplateLM):
                     results[i] = (float(logprobs[start:end].sum()), bool(greedy[start:end].all()))
                     if requests[i][0] is not None:
                         self.cache_hook.add_partial("loglikelihood", requests[i][0], results[i])
+                    if emit is not None:
+                        emit(i, results[i])
                     pbar.update(1)
 
             order = sorted(units, key=lambda u: -u.size)  # similar lengths together: little padding
             self._in_batches(order, run, lambda batch: (batch[0].size, prefix_len,
                                                         sum(len(requests[i][2]) for h in batch[0].hosts()
                                                             for i in members[h])),
-                             lengths=[u.size for u in order],
-                             elsewhere=lambda batch: pbar.update(sum(len(members[h]) for u in batch for h in u.hosts())))
+                             lengths=[u.size for u in order], pbar=pbar,
+                             count=lambda batch: sum(len(members[h]) for u in batch for h in u.hosts()))
 
         def process(hosts: list[tuple], prefix_len: int, cache: Callable) -> None:
             """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache()`. A cluster of hosts
@@ -445,7 +504,7 @@ class HarnessLM(TemplateLM):
 
     # ---------------------------------------------------------------- batching
     def _in_batches(self, items: list, run: Callable[[list], None], shape: Callable[[list], tuple[int, int, int]],
-                    lengths: list[int] | None = None, elsewhere: Callable[[list], None] | None = None) -> None:
+                    count: Callable[[list], int], pbar: tqdm, lengths: list[int] | None = None) -> None:
         """Call run() on consecutive slices of items, never crashing on memory.
 
         A slice holds batch_size items; with batch size `auto`, as many as the memory budget allows
@@ -457,8 +516,11 @@ class HarnessLM(TemplateLM):
         padding to its first row would exceed MAX_PAD_FRACTION of its tokens: a long row among
         short ones runs in a smaller batch rather than making the others pad up to it.
 
-        Under data parallel every process plans the same slices and runs its own (see _mine);
-        elsewhere(slice) is called for the slices another process runs.
+        Under data parallel every process plans the same slices and runs its own (see _mine); the
+        progress bar counts the others' slices as done as it passes them (count(slice): its requests).
+
+        With a request cache, a slice is marked in flight before it runs, and its results are
+        written when it finishes: a run killed at any moment loses that slice only.
         """
         i = 0
         while i < len(items):
@@ -475,15 +537,16 @@ class HarnessLM(TemplateLM):
                 budget = self._memory_budget()
                 while size > 1 and self._batch_bytes(size, *shape(items[i : i + size])) > budget:
                     size //= 2
+            batch = items[i : i + size]
             if self._dp_size > 1:
                 if self._mine():
-                    self._run_splitting(items[i : i + size], run)
-                elif elsewhere is not None:  # another process runs it (progress shown as if done)
-                    elsewhere(items[i : i + size])
+                    self._run_recorded(batch, lambda b: self._run_splitting(b, run), count)
+                else:  # another process runs it (progress shown as if done)
+                    pbar.update(count(batch))
                 i += size
                 continue
             try:
-                run(items[i : i + size])
+                self._run_recorded(batch, run, count)
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise
@@ -492,6 +555,16 @@ class HarnessLM(TemplateLM):
                 self._free_memory()
                 continue
             i += size
+
+    def _run_recorded(self, batch: list, run: Callable[[list], None], count: Callable[[list], int]) -> None:
+        """run(batch) between the request cache's in-flight marker and the write of its results."""
+        requests = count(batch)
+        self.stats["max_batch_requests"] = max(self.stats["max_batch_requests"], requests)
+        if self.request_cache is None:
+            return run(batch)
+        self.request_cache.batch_started(requests)
+        run(batch)
+        self.request_cache.batch_done()
 
     def _run_splitting(self, batch: list, run: Callable[[list], None]) -> None:
         """run(batch), in halves (recursively) where it runs out of accelerator memory."""
@@ -561,10 +634,20 @@ class HarnessLM(TemplateLM):
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         """Perplexity-style scores: disjoint rolling windows over each document (as HFLM)."""
+        strings = [req.args[0] for req in requests]
+        if self.request_cache is None:
+            return self._rolling(strings, list(range(len(strings))), None, disable_tqdm)
+        keys = [self.request_cache.key("loglikelihood_rolling", string) for string in strings]
+        return self._through_cache("loglikelihood_rolling", keys,
+                                   lambda todo, emit: self._rolling(strings, todo, emit, disable_tqdm))
+
+    def _rolling(self, strings: list[str], todo: list[int], emit: Callable | None, disable_tqdm: bool) -> list[float]:
+        """Total log-likelihood of strings[i] for i in todo; emit(i, total) once all of a document's
+        windows are scored (all windows of all documents go through one batched scorer)."""
         windows, owner = [], []
-        for i, (string,) in enumerate(req.args for req in requests):
+        for i in todo:
             token_windows = lm_utils.get_rolling_token_windows(
-                token_list=self.tok_encode(string),
+                token_list=self.tok_encode(strings[i]),
                 prefix_token=self.prefix_token_id,
                 max_seq_len=self.max_length,
                 context_len=1,
@@ -572,12 +655,30 @@ class HarnessLM(TemplateLM):
             for ctx, cont in map(lm_utils.make_disjoint_window, token_windows):
                 windows.append((None, ctx, cont))
                 owner.append(i)
-        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
-        totals = [0.0] * len(requests)
-        for i, (score, _) in zip(owner, scores):
-            totals[i] += score
-        for req, total in zip(requests, totals):
-            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        windows_of: dict[int, list[int]] = defaultdict(list)
+        for w, i in enumerate(owner):
+            windows_of[i].append(w)
+        scores: list[float | None] = [None] * len(windows)
+        left = {i: len(ws) for i, ws in windows_of.items()}
+        emitted = set()
+
+        def total(i: int) -> float:  # in window order, whatever order the windows finished in
+            return sum(scores[w] for w in windows_of[i])  # type: ignore[misc]
+
+        def window_done(w: int, result: tuple[float, bool]) -> None:
+            scores[w] = result[0]
+            left[owner[w]] -= 1
+            if left[owner[w]] == 0 and emit is not None:
+                emit(owner[w], total(owner[w]))
+                emitted.add(owner[w])
+
+        for w, (score, _) in enumerate(self._score_tokens(windows, disable_tqdm=disable_tqdm, emit=window_done)):
+            scores[w] = score  # under data parallel, the other processes' windows too
+        totals = [total(i) for i in todo]
+        for i, value, string in zip(todo, totals, (strings[i] for i in todo)):
+            self.cache_hook.add_partial("loglikelihood_rolling", (string,), value)
+            if emit is not None and i not in emitted and self._dp_rank == 0:
+                emit(i, value)  # its windows ran in several processes
         return totals
 
     # ---------------------------------------------------------------- generation
@@ -592,24 +693,22 @@ class HarnessLM(TemplateLM):
             where=f"task '{task}' generation_kwargs" if task else "generation_kwargs",
         )
 
-    @torch.no_grad()
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         """Batched greedy/sampled generation with lm-eval's stop and cleanup rules.
 
         A batch's shared preamble (few-shot exemplars) is prefilled once and its KV cache reused
         by every row; prompts are then left-padded after that preamble, as lm-eval pads before it.
         Greedy requests with the same prompt are generated once; sampled ones never are merged:
-        each gets its own noise stream, seeded by (seed, task, prompt, repeat number). Rows leave the
-        batch as they finish (_decode).
+        each gets its own noise stream, seeded by (seed, task, prompt, repeat number), which is
+        also part of its request-cache key. Rows leave the batch as they finish (_decode).
         """
-        results: list[str | None] = [None] * len(requests)
         groups: dict[str, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
             groups[repr(sorted(req.args[1].items(), key=lambda kv: kv[0]))].append(i)
         # every group's settings are checked before anything is generated
         settings_of = {key: self.generation_settings(requests[members[0]].args[1], requests[members[0]].task_name)
                        for key, members in groups.items()}
-        pbar = self._progress(len(requests), disable_tqdm, "generate_until")
+        plan: list[tuple[GenerationSettings, tuple, int | None]] = [None] * len(requests)  # type: ignore[list-item]
         for key, members in groups.items():
             settings = settings_of[key]
             for i in members:
@@ -618,20 +717,46 @@ class HarnessLM(TemplateLM):
             if max_ctx_len <= 0:
                 raise UserError(f"max_gen_toks={settings.max_gen_toks} leaves no room for a prompt in "
                                 f"{self.max_length} tokens")
-            until = list(settings.until)
-            encoded = {i: tuple(self.tok_encode(requests[i].args[0], left_truncate_len=max_ctx_len)) for i in members}
-            # rows: one per distinct prompt under greedy decoding; one per request under sampling,
-            # where the n-th identical request (a self-consistency repeat) gets the n-th noise stream
-            rows: dict[int, list[int]] = {}  # row's request -> the requests that take its output
-            row_seed: dict[int, int] = {}
+            # under sampling the n-th identical request (a self-consistency repeat) gets the n-th noise stream
             repeats: dict[tuple, int] = defaultdict(int)
+            for i in members:
+                encoded = tuple(self.tok_encode(requests[i].args[0]))
+                if len(encoded) > max_ctx_len:
+                    encoded = encoded[-max_ctx_len:]
+                    self.stats["truncated_requests"] += 1
+                seed = None
+                if settings.do_sample:
+                    ident = (requests[i].task_name, encoded)
+                    seed = settings.row_seed(requests[i].task_name, encoded, repeats[ident])
+                    repeats[ident] += 1
+                plan[i] = (settings, encoded, seed)
+        if self.request_cache is None:
+            return self._generate(requests, plan, list(range(len(requests))), None, disable_tqdm)
+        keys = [self.request_cache.key("generate_until", req.args[0], req.args[1], seed)
+                for req, (_, _, seed) in zip(requests, plan)]
+        return self._through_cache("generate_until", keys,
+                                   lambda todo, emit: self._generate(requests, plan, todo, emit, disable_tqdm))
+
+    @torch.no_grad()
+    def _generate(self, requests, plan: list[tuple[GenerationSettings, tuple, int | None]], todo: list[int],
+                  emit: Callable | None, disable_tqdm: bool) -> list[str]:
+        """Generations for requests[i], i in todo (plan[i]: settings, prompt tokens, noise seed or None)."""
+        results: dict[int, str] = {}
+        groups: dict[int, list[int]] = defaultdict(list)  # by settings object: one per distinct generation_kwargs
+        for i in todo:
+            groups[id(plan[i][0])].append(i)
+        pbar = self._progress(len(todo), disable_tqdm, "generate_until")
+        for members in groups.values():
+            settings = plan[members[0]][0]
+            until = list(settings.until)
+            encoded = {i: plan[i][1] for i in members}
+            row_seed = {i: plan[i][2] for i in members}
+            # rows: one per distinct prompt under greedy decoding; one per request under sampling
+            rows: dict[int, list[int]] = {}  # row's request -> the requests that take its output
             first_of: dict[tuple, int] = {}
             for i in members:
                 if settings.do_sample:
-                    ident = (requests[i].task_name, encoded[i])
                     rows[i] = [i]
-                    row_seed[i] = settings.row_seed(requests[i].task_name, encoded[i], repeats[ident])
-                    repeats[ident] += 1
                 elif encoded[i] in first_of:
                     rows[first_of[encoded[i]]].append(i)
                 else:
@@ -685,13 +810,16 @@ class HarnessLM(TemplateLM):
                 for j in rows[i]:
                     results[j] = text
                     self.cache_hook.add_partial("generate_until", requests[j].args, text)
+                    if emit is not None:
+                        emit(j, text)
                 pbar.update(len(rows[i]))
 
             self._in_batches(order, run,
                              lambda batch: (max(len(encoded[i]) for i in batch) + settings.max_gen_toks, 0, 1),
-                             elsewhere=lambda batch: pbar.update(sum(len(rows[i]) for i in batch)))
+                             count=lambda batch: sum(len(rows[i]) for i in batch), pbar=pbar)
         pbar.close()
-        return self._gather_results(results)  # type: ignore[return-value]
+        gathered = self._gather_results([results.get(i) for i in todo])
+        return gathered  # type: ignore[return-value]
 
 
 def distributed_state():

@@ -99,7 +99,7 @@ class _Annotator:
             by_filter[row.get("filter", "none")].append(row)
         aggregations = task.aggregation()
         config = self.results.get("configs", {}).get(name, {})
-        for key in [k for k, v in self.scores[name].items() if _is_score(k, v)]:
+        for key in [k for k, v in self.scores[name].items() if is_score(k, v)]:
             metric, filt = key.split(",", 1)
             items = [row[metric] for row in by_filter.get(filt, []) if metric in row]
             aggregation = aggregations.get(metric, lm_metrics.mean)  # lm-eval's fallback is mean too
@@ -128,7 +128,7 @@ class _Annotator:
             self.results["groups"][group.name] = aggregated  # the same dict: later additions show in both
         leaf_names = [t.task_name for t in group.get_all_tasks()]
         weighting = {a.metric: a.weight_by_size for a in group.aggregate_metric_list or []}
-        for key in [k for k, v in aggregated.items() if _is_score(k, v)]:
+        for key in [k for k, v in aggregated.items() if is_score(k, v)]:
             metric, filt = key.split(",", 1)
             stderr = aggregated.get(f"{metric}_stderr,{filt}")
             estimate = (Estimate(float(stderr), normal_interval(aggregated[key], float(stderr)), "normal")
@@ -294,7 +294,8 @@ def _generic_bootstrap(aggregation: Callable, items: list, seed: int, resamples:
         return None
 
 
-def _is_score(key: str, value: Any) -> bool:
+def is_score(key: str, value: Any) -> bool:
+    """A metric value of lm-eval's results (`acc,none`), not its stderr, alias or sample count."""
     return "," in key and "_stderr," not in key and isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 

@@ -1,0 +1,178 @@
+"""The CI gate: a candidate run against a baseline (a run, or a small JSON kept in the user's repo).
+
+A task regresses when its main metric drops by more than the allowed amount (--max-drop, global or
+per task; a drop is a rise for lower-is-better metrics) AND the drop is significant at the chosen
+level. With per-sample scores on both sides (a run, or a baseline written with them) the test is
+paired (McNemar for 0/1 scores, else the paired bootstrap); with summary scores only, a z-test on
+the two standard errors. The verdict is written as markdown (GitHub's step summary) and JUnit XML.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from harness.errors import UserError
+from harness.reports.compare import main_metrics, per_sample
+from harness.scorers.paired import PairedTest, compare_paired, unpaired_z
+from harness.store import RESULTS, read_json, read_samples
+
+BASELINE_FORMAT = 1
+
+
+@dataclass
+class TaskVerdict:
+    task: str
+    metric: str
+    higher_is_better: bool
+    baseline: float
+    candidate: float
+    test: PairedTest
+    max_drop: float
+    alpha: float
+
+    @property
+    def drop(self) -> float:
+        """How much worse the candidate is (positive: worse), in the metric's units."""
+        return (self.baseline - self.candidate) if self.higher_is_better else (self.candidate - self.baseline)
+
+    @property
+    def regressed(self) -> bool:
+        return self.drop > self.max_drop and self.test.p_value < self.alpha
+
+
+@dataclass
+class GateResult:
+    verdicts: list[TaskVerdict]
+    missing: list[str]  # baseline tasks the candidate did not run
+
+    @property
+    def passed(self) -> bool:
+        return not any(v.regressed for v in self.verdicts) and not self.missing
+
+
+def parse_max_drops(values) -> tuple[float, dict[str, float]]:
+    """`--max-drop` values: a number (every task) or TASK=NUMBER."""
+    default, per_task = 0.0, {}
+    for value in values:
+        task, _, number = value.rpartition("=")
+        try:
+            drop = float(number)
+        except ValueError:
+            raise UserError(f"--max-drop '{value}': expected a number or TASK=NUMBER") from None
+        if drop < 0:
+            raise UserError(f"--max-drop '{value}': a drop is 0 or more")
+        if task:
+            per_task[task] = drop
+        else:
+            default = drop
+    return default, per_task
+
+
+def write_baseline(run_dir: Path, out: Path, with_samples: bool = True) -> dict[str, Any]:
+    """The baseline JSON of a run: per task its main metric, value, stderr and (optionally) per-doc scores."""
+    results = read_json(run_dir, RESULTS)
+    samples = read_samples(run_dir) if with_samples and (run_dir / "samples.jsonl.gz").exists() else []
+    tasks = {}
+    for task, (metric, filt, value, se, higher) in main_metrics(results).items():
+        entry: dict[str, Any] = {"metric": metric, "filter": filt, "value": value, "stderr": se, "higher_is_better": higher,
+                                 "n": results.get("n-samples", {}).get(task, {}).get("effective")}
+        rows = per_sample(samples, task, metric, filt)
+        if rows:
+            entry["scores"] = {key: row[metric] for key, row in sorted(rows.items())}
+        tasks[task] = entry
+    record = results.get("harness", {})
+    baseline = {"harness_baseline": BASELINE_FORMAT, "run_id": run_dir.name, "spec_sha256": record.get("spec_sha256"),
+                "model": {k: record.get("model", {}).get(k) for k in ("name", "sha256", "dtype")}, "tasks": tasks}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return baseline
+
+
+def load_baseline(ref: Path) -> dict[str, Any]:
+    """A baseline JSON file, or a run folder read as one (in memory)."""
+    if ref.is_dir():
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return write_baseline(ref, Path(tmp) / "baseline.json")
+    try:
+        baseline = json.loads(ref.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"baseline {ref} is unreadable ({exc}): give a run folder or a file from `harness baseline`") from exc
+    if not isinstance(baseline, dict) or baseline.get("harness_baseline") != BASELINE_FORMAT:
+        raise UserError(f"baseline {ref} is not a harness baseline (write one with `harness baseline RUN --out FILE`)")
+    return baseline
+
+
+def check(candidate_dir: Path, baseline: dict[str, Any], max_drop: float, task_max_drop: dict[str, float],
+          alpha: float, seed: int = 1234) -> GateResult:
+    """Verdict per baseline task present in the candidate."""
+    candidate = load_baseline(candidate_dir)
+    unknown = sorted(set(task_max_drop) - set(baseline["tasks"]))
+    if unknown:
+        raise UserError(f"--max-drop names tasks the baseline does not have: {', '.join(unknown)}")
+    verdicts, missing = [], []
+    for task, base in sorted(baseline["tasks"].items()):
+        cand = candidate["tasks"].get(task)
+        if cand is None or cand["metric"] != base["metric"]:
+            missing.append(task)
+            continue
+        paired = sorted(set(base.get("scores", {})) & set(cand.get("scores", {})))
+        if paired:
+            test = compare_paired([base["scores"][k] for k in paired], [cand["scores"][k] for k in paired], seed=seed)
+        else:
+            ci, p = unpaired_z(base["value"], base.get("stderr"), cand["value"], cand.get("stderr"))
+            test = PairedTest("z-test (unpaired)", cand["value"] - base["value"], ci, p, 0)
+        verdicts.append(TaskVerdict(task, base["metric"], base.get("higher_is_better", True), base["value"], cand["value"],
+                                    test, task_max_drop.get(task, max_drop), alpha))
+    return GateResult(verdicts, missing)
+
+
+def gate_markdown(result: GateResult, candidate: str, baseline: str) -> str:
+    """A summary for the CI log / GitHub step summary: verdict, per-task table, and why it failed."""
+    bad = [v for v in result.verdicts if v.regressed]
+    head = "PASS" if result.passed else "FAIL"
+    lines = [f"## harness check: {head}", "",
+             f"Candidate `{candidate}` against baseline `{baseline}`: "
+             f"{len(bad)} of {len(result.verdicts)} tasks regressed" + (f", {len(result.missing)} missing" if result.missing else "") + ".",
+             "", "| task | metric | baseline | candidate | Δ | 95 % CI of Δ | p | test | allowed drop | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in result.verdicts:
+        verdict = "**regression**" if v.regressed else ("worse, within threshold" if v.drop > 0 and v.drop <= v.max_drop
+                                                       else "worse, not significant" if v.drop > v.max_drop else "ok")
+        lines.append(f"| {v.task} | {v.metric} {'↑' if v.higher_is_better else '↓'} | {v.baseline:.4f} | {v.candidate:.4f} "
+                     f"| {v.candidate - v.baseline:+.4f} | [{v.test.ci95[0]:+.4f}, {v.test.ci95[1]:+.4f}] "
+                     f"| {v.test.p_value:.3g} | {v.test.test} | {v.max_drop:g} | {verdict} |")
+    for task in result.missing:
+        lines.append(f"| {task} | | | | | | | | | **missing from the candidate** |")
+    if bad or result.missing:
+        lines += ["", "Why:"]
+        for v in bad:
+            lines.append(f"- {reason(v)}")
+        for task in result.missing:
+            lines.append(f"- {task}: in the baseline, not in the candidate run (or scored with another metric)")
+    return "\n".join(lines) + "\n"
+
+
+def reason(v: TaskVerdict) -> str:
+    return (f"{v.task}: {v.metric} {'fell' if v.higher_is_better else 'rose'} by {v.drop:.4f} "
+            f"({v.baseline:.4f} → {v.candidate:.4f}; 95 % CI of Δ [{v.test.ci95[0]:+.4f}, {v.test.ci95[1]:+.4f}]), "
+            f"more than the allowed {v.max_drop:g}, and {v.test.test} p = {v.test.p_value:.3g} < {v.alpha:g}")
+
+
+def gate_junit(result: GateResult) -> str:
+    """JUnit XML: one test case per task, a failure for each regression or missing task."""
+    suite = ElementTree.Element("testsuite", name="harness check", tests=str(len(result.verdicts) + len(result.missing)),
+                                failures=str(sum(v.regressed for v in result.verdicts) + len(result.missing)))
+    for v in result.verdicts:
+        case = ElementTree.SubElement(suite, "testcase", classname="harness.check", name=v.task)
+        if v.regressed:
+            ElementTree.SubElement(case, "failure", message=reason(v)).text = reason(v)
+    for task in result.missing:
+        case = ElementTree.SubElement(suite, "testcase", classname="harness.check", name=task)
+        ElementTree.SubElement(case, "failure", message="missing from the candidate run")
+    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True)

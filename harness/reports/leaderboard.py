@@ -1,0 +1,302 @@
+"""The leaderboard: stored runs as a models x tasks table (data first), rendered into one HTML file.
+
+A row is a model variant: the weights (sha256) and the settings that change numbers (shots, chat
+template, system instruction, generation settings, seed), so a 5-shot run and a 0-shot run of one
+model are two rows, and runs of one variant on different tasks fill one row. Where several runs
+give the same cell, the latest wins. A column is a top-level task or group (a group's members are
+in the per-task view). Each cell holds its task's main metric (the first in the task's
+metric_list), its 95 % interval and the run behind it.
+
+Ranking follows HELM: the macro average over the columns a row has (0-1 metrics where higher is
+better), and the mean win rate (per column, the share of other rows a row beats, ties half).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from harness.errors import UserError
+from harness.hashing import json_sha256
+from harness.reports.html import script_json
+from harness.scorers.results import is_score
+from harness.store import ENV, RESULTS, SPEC, RunStore, read_json, read_samples
+
+SAMPLES_PER_CHUNK = 2000  # samples of one cell are compressed in chunks the browser unpacks on demand
+_VARIANT_SETTINGS = ("num_fewshot", "apply_chat_template", "system_instruction", "gen_kwargs", "seed", "limit",
+                     "adapter", "rag", "strategy")
+
+
+@dataclass
+class Cell:
+    value: float
+    metric: str
+    ci95: tuple[float, float] | None
+    stderr: float | None
+    n: int | None
+    run_id: str
+    created: str | None
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    model: str
+    variant: dict[str, Any]
+    cells: dict[str, Cell] = field(default_factory=dict)
+    macro_average: float | None = None
+    mean_win_rate: float | None = None
+
+
+@dataclass
+class Leaderboard:
+    rows: list[Row]
+    tasks: list[dict[str, Any]]  # name, metric, higher_is_better, members (a group's tasks)
+    runs: dict[str, dict[str, Any]]  # run id -> metadata shown behind each cell
+
+
+def build_leaderboard(runs: Iterable[Path]) -> Leaderboard:
+    """Rows, columns and rankings from run folders (oldest first, so later runs win a cell)."""
+    rows: dict[str, Row] = {}
+    tasks: dict[str, dict[str, Any]] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    for run_dir in sorted(runs, key=lambda p: p.name):
+        results = read_json(run_dir, RESULTS)
+        spec = read_json(run_dir, SPEC) if (run_dir / SPEC).exists() else {}
+        env = read_json(run_dir, ENV) if (run_dir / ENV).exists() else {}
+        identity = results.get("harness", {}).get("model", {})
+        settings = spec.get("spec", {})
+        variant = {k: settings[k] for k in _VARIANT_SETTINGS if settings.get(k) not in (None, False, {}, [])}
+        if identity.get("dtype") not in (None, "float32"):  # the dtype used, whether asked for or by default
+            variant["dtype"] = identity["dtype"]
+        key = json_sha256({"model": identity.get("sha256") or identity.get("name"), "variant": variant})
+        row = rows.setdefault(key, Row(key, variant_label(identity.get("name") or run_dir.name, variant),
+                                       identity.get("name") or "", variant))
+        meta[run_dir.name] = {"created": env.get("started"), "spec_sha256": results.get("harness", {}).get("spec_sha256"),
+                              "model": identity, "settings": settings, "seconds": env.get("seconds"),
+                              "libraries": env.get("libraries"), "device": env.get("device")}
+        for task, cell, column in _cells(results, run_dir.name, env.get("started")):
+            row.cells[task] = cell
+            tasks.setdefault(task, column)
+    ordered = sorted(tasks.values(), key=lambda t: t["name"])
+    _rank(list(rows.values()), ordered)
+    board_rows = sorted(rows.values(), key=lambda r: (-(r.mean_win_rate or 0.0), r.label))
+    return Leaderboard(board_rows, ordered, meta)
+
+
+def variant_label(model: str, variant: dict[str, Any]) -> str:
+    """The model name, plus what makes this row differ from the model's defaults (5-shot, chat...)."""
+    parts = []
+    if "num_fewshot" in variant:
+        parts.append(f"{variant['num_fewshot']}-shot")
+    if variant.get("apply_chat_template"):
+        parts.append("chat")
+    if "system_instruction" in variant:
+        parts.append("system prompt")
+    if "gen_kwargs" in variant:
+        parts.append(",".join(f"{k}={v}" for k, v in sorted(variant["gen_kwargs"].items())))
+    for key in ("adapter", "rag", "strategy"):
+        if key in variant:
+            parts.append(str(variant[key] if not isinstance(variant[key], dict) else variant[key].get("name", key)))
+    if "dtype" in variant:
+        parts.append(variant["dtype"])
+    if "seed" in variant:
+        parts.append(f"seed {variant['seed']}")
+    if "limit" in variant:
+        parts.append(f"limit {variant['limit']}")
+    return model + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def _cells(results: dict[str, Any], run_id: str, created: str | None):
+    """(column, cell, column description) for each top-level task or group of a run."""
+    subtasks = {t for members in results.get("group_subtasks", {}).values() for t in members}
+    scores = {**results.get("results", {}), **results.get("groups", {})}
+    for task, metrics in scores.items():
+        main = next(((k, v) for k, v in metrics.items() if is_score(k, v)), None)  # the task's first metric
+        if main is None:
+            continue
+        key, value = main
+        metric, filt = key.split(",", 1)
+        stderr = metrics.get(f"{metric}_stderr,{filt}")
+        ci = results.get("ci95", {}).get(task, {}).get(key)
+        higher = results.get("higher_is_better", {}).get(task, {}).get(metric, True)
+        column = {"name": task, "metric": metric if filt == "none" else f"{metric} ({filt})",
+                  "higher_is_better": bool(higher), "top_level": task not in subtasks,
+                  "members": results.get("group_subtasks", {}).get(task, [])}
+        yield task, Cell(float(value), column["metric"], tuple(ci) if ci else None,
+                         float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
+                         results.get("n-samples", {}).get(task, {}).get("effective"), run_id, created), column
+
+
+def _rank(rows: list[Row], tasks: list[dict[str, Any]]) -> None:
+    """Macro average (0-1 metrics where higher is better) and HELM's mean win rate, per row."""
+    wins: dict[str, list[float]] = {r.key: [] for r in rows}
+    for task in tasks:
+        have = [r for r in rows if task["name"] in r.cells]
+        if len(have) < 2:
+            continue
+        sign = 1.0 if task["higher_is_better"] else -1.0
+        for r in have:
+            mine = sign * r.cells[task["name"]].value
+            beaten = sum(1.0 if mine > sign * o.cells[task["name"]].value else
+                         0.5 if mine == sign * o.cells[task["name"]].value else 0.0 for o in have if o is not r)
+            wins[r.key].append(beaten / (len(have) - 1))
+    for r in rows:
+        bounded = [c.value for name, c in r.cells.items()
+                   if _averageable(c.value, next((t for t in tasks if t["name"] == name), {}))]
+        r.macro_average = sum(bounded) / len(bounded) if bounded else None
+        r.mean_win_rate = sum(wins[r.key]) / len(wins[r.key]) if wins[r.key] else None
+
+
+def _averageable(value: float, task: dict[str, Any]) -> bool:
+    return task.get("top_level", False) and task.get("higher_is_better", True) and 0.0 <= value <= 1.0
+
+
+# ---------------------------------------------------------------------------------- samples
+def sample_view(row: dict[str, Any]) -> dict[str, Any]:
+    """What the sample browser shows of one stored sample: prompt, output, target, score, correct."""
+    args = row.get("arguments") or []
+    resps = row.get("filtered_resps") or []
+    metric = next((m for m in row.get("metrics") or [] if isinstance(row.get(m), (int, float))), None)
+    score = row.get(metric) if metric else None
+    choices = [a[1] for a in args if isinstance(a, (list, tuple)) and len(a) > 1 and isinstance(a[1], str)]
+    if resps and isinstance(resps[0], (list, tuple)) and len(choices) == len(resps):  # multiple choice
+        best = max(range(len(resps)), key=lambda i: resps[i][0])
+        output = choices[best]
+        target = row.get("target")
+        try:
+            target = choices[int(target)]
+        except (TypeError, ValueError, IndexError):
+            pass
+    else:
+        output = resps[0] if resps and isinstance(resps[0], str) else json.dumps(resps)[:500]
+        target = row.get("target")
+    return {"id": row.get("doc_id"), "prompt": str(row.get("prompt") or ""), "output": str(output),
+            "target": target if isinstance(target, str) else json.dumps(target, ensure_ascii=False),
+            "metric": metric, "score": score,
+            # right or wrong only where the metric is a per-sample 0/1 (not ROUGE, F1 or perplexity)
+            "correct": bool(score == 1.0) if metric in _RIGHT_OR_WRONG and score is not None else None}
+
+
+_RIGHT_OR_WRONG = {"acc", "acc_norm", "exact_match", "squad_exact_match"}
+
+
+def pack_samples(samples: list[dict[str, Any]]) -> list[str]:
+    """Samples as base64 gzip JSON chunks: compact in the page, unpacked by the browser when opened."""
+    return [base64.b64encode(gzip.compress(json.dumps(samples[i : i + SAMPLES_PER_CHUNK], ensure_ascii=False)
+                                           .encode("utf-8"), mtime=0)).decode("ascii")
+            for i in range(0, len(samples), SAMPLES_PER_CHUNK)]
+
+
+def board_samples(board: Leaderboard, runs_root: Path) -> dict[str, list[str]]:
+    """Per row and column ('row key|task'), the cell's samples packed for the page."""
+    cached: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    columns = {t["name"]: t for t in board.tasks}
+    packed = {}
+    for row in board.rows:
+        for task, cell in row.cells.items():
+            if cell.run_id not in cached:
+                by_task: dict[str, list[dict[str, Any]]] = {}
+                try:
+                    for sample in read_samples(runs_root / cell.run_id):
+                        by_task.setdefault(sample.get("task"), []).append(sample_view(sample))
+                except OSError:
+                    pass  # a run without samples: its cells show none
+                cached[cell.run_id] = by_task
+            # a group's cell browses its members' samples (subgroups expanded)
+            found = [s for name in _leaves(task, columns) for s in cached[cell.run_id].get(name, [])]
+            if found:
+                packed[f"{row.key}|{task}"] = pack_samples(found)
+    return packed
+
+
+def _leaves(name: str, columns: dict[str, dict[str, Any]]) -> list[str]:
+    members = columns.get(name, {}).get("members") or []
+    return [leaf for m in members for leaf in _leaves(m, columns)] if members else [name]
+
+
+def leaderboard_from_store(runs_dir: str | Path) -> tuple[Leaderboard, dict[str, list[str]]]:
+    store = RunStore(runs_dir)
+    if not store.root.is_dir():
+        raise UserError(f"run store '{store.root}' is not a folder: run `harness run` first or give --runs")
+    runs = store.runs()
+    if not runs:
+        raise UserError(f"no runs in '{store.root}': run `harness run --output {store.root}` first")
+    board = build_leaderboard(runs)
+    return board, board_samples(board, store.root)
+
+
+# ---------------------------------------------------------------------------------- page
+EMBED_LIMIT = 6_000_000  # bytes of packed samples kept inside the page; beyond, they go in files beside it
+
+
+def render_leaderboard(board: Leaderboard, samples: dict[str, list[str]], out: str | Path,
+                       title: str = "harness leaderboard") -> Path:
+    """Write the leaderboard page (and, for a large store, its samples beside it as out.samples/)."""
+    from datetime import datetime, timezone
+
+    from harness.reports.html import render_page  # jinja2 only when a page is written
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {"rows": [_row_data(r) for r in board.rows], "tasks": board.tasks, "runs": board.runs,
+                            "samples": None, "sample_files": None}
+    if sum(len(c) for chunks in samples.values() for c in chunks) <= EMBED_LIMIT:
+        data["samples"] = samples
+    else:
+        data["sample_files"] = _write_sample_files(samples, out)
+    columns = [t for t in board.tasks if t["top_level"]]
+    page = render_page("leaderboard.html.j2", ("report.css", "leaderboard.js"), title=title, board=board,
+                       columns=columns, best=_best(board, columns), fmt=_fmt, data=data,
+                       generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def _row_data(row: Row) -> dict[str, Any]:
+    return {"key": row.key, "label": row.label, "model": row.model, "variant": row.variant,
+            "winrate": row.mean_win_rate, "macro": row.macro_average,
+            "cells": {task: {"v": c.value, "ci": c.ci95, "se": c.stderr, "n": c.n, "run": c.run_id, "metric": c.metric}
+                      for task, c in row.cells.items()}}
+
+
+def _best(board: Leaderboard, columns: list[dict[str, Any]]) -> dict[str, str]:
+    """Per column, the key of the row with the best score."""
+    best = {}
+    for column in columns:
+        have = [r for r in board.rows if column["name"] in r.cells]
+        if have:
+            pick = max if column["higher_is_better"] else min
+            best[column["name"]] = pick(have, key=lambda r: r.cells[column["name"]].value).key
+    return best
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    magnitude = abs(value)
+    return f"{value:.1f}" if magnitude >= 1000 else f"{value:.2f}" if magnitude >= 10 else f"{value:.4f}"
+
+
+def _write_sample_files(samples: dict[str, list[str]], out: Path) -> dict[str, list[str]]:
+    """One small script per chunk in out.samples/ (a page opened from disk may load scripts, not fetch files)."""
+    import shutil
+
+    folder = out.with_name(out.name + ".samples")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    files: dict[str, list[str]] = {}
+    for n, (key, chunks) in enumerate(sorted(samples.items())):
+        for i, chunk in enumerate(chunks):
+            name = f"{n:05d}-{i:03d}.js"
+            (folder / name).write_text(f"harnessSamples({script_json(key)},{i},\"{chunk}\");\n", encoding="utf-8")
+            files.setdefault(key, []).append(f"{folder.name}/{name}")
+    return files
