@@ -97,3 +97,22 @@ def test_a_run_killed_at_five_points_resumes_to_the_same_results(uninterrupted, 
     # a kill lands inside a batch nearly always (its marker is written before it runs, cleared with its results)
     assert sum(lost_in_flight) > 0, lost_in_flight
     print("requests lost in flight per kill:", lost_in_flight, "of at most", work["max_batch_requests"])
+
+
+def test_sampled_repeats_resume_from_the_cache_with_their_own_seeds(harness_lm, tmp_path):
+    # self-consistency: the same request k times, each a different sample; a run killed after some
+    # of them resumes with the others, and all equal the uninterrupted run's
+    from harness.models.hf import HarnessLM
+    from harness.request_cache import RequestCache
+    from test_generation import PROMPTS, requests
+
+    reqs = requests({"until": ["\n\n"], "max_gen_toks": 16, "do_sample": True, "temperature": 0.7}, PROMPTS[:2], repeats=4)
+    whole = HarnessLM(loaded=harness_lm.loaded, batch_size=4).generate_until(reqs, disable_tqdm=True)
+    assert len(set(whole[:4])) > 1  # the repeats are different samples
+    killed = HarnessLM(loaded=harness_lm.loaded, batch_size=4)
+    killed.attach_request_cache(RequestCache(tmp_path / "cache.sqlite"))
+    killed.generate_until(reqs[:5], disable_tqdm=True)  # doc 0's four samples and doc 1's first
+    resumed = HarnessLM(loaded=harness_lm.loaded, batch_size=2)
+    resumed.attach_request_cache(RequestCache(tmp_path / "cache.sqlite"))
+    assert resumed.generate_until(reqs, disable_tqdm=True) == whole
+    assert (resumed.stats["requests_from_cache"], resumed.stats["requests_computed"]) == (5, 3)

@@ -210,3 +210,17 @@ def test_older_transformers_path_keeps_the_same_columns_in_every_row(harness_lm,
     assert union._row_logits  # this machine's transformers takes per-row columns; the test turns it off
     union._row_logits = False
     assert_same_loglikelihoods(union.loglikelihood(requests), reference_lm.loglikelihood(requests))
+
+
+def test_prompts_beyond_the_context_window_are_cut_as_lm_eval_cuts_them_and_counted(harness_lm, smollm2_weights):
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.models.hf import HarnessLM
+
+    requests = task_instances("demo_capitals", limit=6)
+    window = 12  # shorter than every question: every request is left-truncated
+    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=4, max_length=window)
+    ref = HFLM(pretrained=str(smollm2_weights), device="cpu", dtype="float32", batch_size=4, max_length=window)
+    assert_same_loglikelihoods(ours.loglikelihood(requests), ref.loglikelihood(requests))
+    too_long = sum(len(ctx) + len(cont) > window + 1 for ctx, cont in (ref._encode_pair(*r.args) for r in requests))
+    assert too_long > 0 and ours.stats["truncated_requests"] == too_long
