@@ -200,7 +200,10 @@ def runs(runs_dir, model, task, spec, since, fmt, reindex):
         return
     from rich.console import Console
 
-    Console().print(runs_table(rows))
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: no 80-column wrap of run ids
+        console = Console(width=max(console.width, 200))
+    console.print(runs_table(rows))
     click.echo(f"{len(rows)} runs in {store.root}")
 
 

@@ -28,6 +28,7 @@ def write_run(store: RunStore, run_id: str, model: str, scores: dict[str, float]
         "higher_is_better": {t: {"acc": True} for t in scores},
         "n-samples": {t: {"effective": 100, "original": 100} for t in scores},
         "configs": {t: {} for t in scores},
+        "group_subtasks": {"a_group_without_a_score": sorted(scores)},  # like demo: its tasks stay columns
         "harness": {"model": {"name": model, "sha256": f"sha-{model}", "dtype": "float32", "device": "cpu"},
                     "spec_sha256": f"{run_id}-spec"},
     }
@@ -51,12 +52,14 @@ def test_rankings_match_pandas(tmp_path):
         assert got[model].mean_win_rate == pytest.approx(win[model])
         assert got[model].macro_average == pytest.approx(macro[model])
     assert [r.model for r in board.rows] == list(win.sort_values(ascending=False).index)
-    # a later run of the same variant replaces the cell; a 5-shot run is a row of its own
+    # a later run of the same variant replaces the cell; a 0-shot run is a row of its own
     write_run(store, "run-10", "m1", {"a": 0.9})
-    write_run(store, "run-11", "m1", {"a": 0.1}, shots=5)
-    rows = {r.label: r for r in build_leaderboard(store.runs()).rows}
+    write_run(store, "run-11", "m1", {"a": 0.1}, shots=0)
+    board = build_leaderboard(store.runs())
+    rows = {r.label: r for r in board.rows}
     assert rows["m1"].cells["a"].value == 0.9 and rows["m1"].cells["b"].value == 0.7
-    assert rows["m1 (5-shot)"].cells["a"].value == 0.1
+    assert rows["m1 (0-shot)"].cells["a"].value == 0.1
+    assert all(t["top_level"] for t in board.tasks)
 
 
 def sample(i: int, output: str, correct: bool, task: str = "a") -> dict:

@@ -28,7 +28,8 @@ from harness.scorers.results import is_score
 from harness.store import ENV, RESULTS, SPEC, RunStore, read_json, read_samples
 
 SAMPLES_PER_CHUNK = 2000  # samples of one cell are compressed in chunks the browser unpacks on demand
-_VARIANT_SETTINGS = ("num_fewshot", "apply_chat_template", "system_instruction", "gen_kwargs", "seed", "limit",
+# what makes a row (a --limit does not: each cell shows how many samples it scored)
+_VARIANT_SETTINGS = ("num_fewshot", "apply_chat_template", "system_instruction", "gen_kwargs", "seed",
                      "adapter", "rag", "strategy")
 
 
@@ -72,7 +73,7 @@ def build_leaderboard(runs: Iterable[Path]) -> Leaderboard:
         env = read_json(run_dir, ENV) if (run_dir / ENV).exists() else {}
         identity = results.get("harness", {}).get("model", {})
         settings = spec.get("spec", {})
-        variant = {k: settings[k] for k in _VARIANT_SETTINGS if settings.get(k) not in (None, False, {}, [])}
+        variant = {k: settings[k] for k in _VARIANT_SETTINGS if _set(settings.get(k))}
         if identity.get("dtype") not in (None, "float32"):  # the dtype used, whether asked for or by default
             variant["dtype"] = identity["dtype"]
         key = json_sha256({"model": identity.get("sha256") or identity.get("name"), "variant": variant})
@@ -88,6 +89,11 @@ def build_leaderboard(runs: Iterable[Path]) -> Leaderboard:
     _rank(list(rows.values()), ordered)
     board_rows = sorted(rows.values(), key=lambda r: (-(r.mean_win_rate or 0.0), r.label))
     return Leaderboard(board_rows, ordered, meta)
+
+
+def _set(value: Any) -> bool:
+    """A setting given a value (0 shots is one; None, False and empty are not)."""
+    return value is not None and value is not False and value != {} and value != []
 
 
 def variant_label(model: str, variant: dict[str, Any]) -> str:
@@ -108,15 +114,16 @@ def variant_label(model: str, variant: dict[str, Any]) -> str:
         parts.append(variant["dtype"])
     if "seed" in variant:
         parts.append(f"seed {variant['seed']}")
-    if "limit" in variant:
-        parts.append(f"limit {variant['limit']}")
     return model + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def _cells(results: dict[str, Any], run_id: str, created: str | None):
     """(column, cell, column description) for each top-level task or group of a run."""
-    subtasks = {t for members in results.get("group_subtasks", {}).values() for t in members}
     scores = {**results.get("results", {}), **results.get("groups", {})}
+    # a member of a group with a score of its own is shown under it (per-task view); members of
+    # groups without one (demo) are columns themselves
+    scored = {name for name, metrics in scores.items() if any(is_score(k, v) for k, v in metrics.items())}
+    subtasks = {t for group, members in results.get("group_subtasks", {}).items() if group in scored for t in members}
     for task, metrics in scores.items():
         main = next(((k, v) for k, v in metrics.items() if is_score(k, v)), None)  # the task's first metric
         if main is None:
