@@ -72,8 +72,8 @@ def parse_max_drops(values) -> tuple[float, dict[str, float]]:
     return default, per_task
 
 
-def write_baseline(run_dir: Path, out: Path, with_samples: bool = True) -> dict[str, Any]:
-    """The baseline JSON of a run: per task its main metric, value, stderr and (optionally) per-doc scores."""
+def baseline_of(run_dir: Path, with_samples: bool = True) -> dict[str, Any]:
+    """A run's scores as a baseline: per task its main metric, value, stderr and (optionally) per-doc scores."""
     results = read_json(run_dir, RESULTS)
     samples = read_samples(run_dir) if with_samples and (run_dir / "samples.jsonl.gz").exists() else []
     tasks = {}
@@ -85,8 +85,13 @@ def write_baseline(run_dir: Path, out: Path, with_samples: bool = True) -> dict[
             entry["scores"] = {key: row[metric] for key, row in sorted(rows.items())}
         tasks[task] = entry
     record = results.get("harness", {})
-    baseline = {"harness_baseline": BASELINE_FORMAT, "run_id": run_dir.name, "spec_sha256": record.get("spec_sha256"),
-                "model": {k: record.get("model", {}).get(k) for k in ("name", "sha256", "dtype")}, "tasks": tasks}
+    return {"harness_baseline": BASELINE_FORMAT, "run_id": run_dir.name, "spec_sha256": record.get("spec_sha256"),
+            "model": {k: record.get("model", {}).get(k) for k in ("name", "sha256", "dtype")}, "tasks": tasks}
+
+
+def write_baseline(run_dir: Path, out: Path, with_samples: bool = True) -> dict[str, Any]:
+    """Write baseline_of(run_dir) as the JSON a user commits for `harness check`."""
+    baseline = baseline_of(run_dir, with_samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return baseline
@@ -95,10 +100,7 @@ def write_baseline(run_dir: Path, out: Path, with_samples: bool = True) -> dict[
 def load_baseline(ref: Path) -> dict[str, Any]:
     """A baseline JSON file, or a run folder read as one (in memory)."""
     if ref.is_dir():
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            return write_baseline(ref, Path(tmp) / "baseline.json")
+        return baseline_of(ref)
     try:
         baseline = json.loads(ref.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -111,7 +113,7 @@ def load_baseline(ref: Path) -> dict[str, Any]:
 def check(candidate_dir: Path, baseline: dict[str, Any], max_drop: float, task_max_drop: dict[str, float],
           alpha: float, seed: int = 1234) -> GateResult:
     """Verdict per baseline task present in the candidate."""
-    candidate = load_baseline(candidate_dir)
+    candidate = baseline_of(candidate_dir)
     unknown = sorted(set(task_max_drop) - set(baseline["tasks"]))
     if unknown:
         raise UserError(f"--max-drop names tasks the baseline does not have: {', '.join(unknown)}")
