@@ -53,6 +53,20 @@ def cached_results(cache: Path) -> int:
         db.close()
 
 
+def assert_same_numbers(got: dict, want: dict, point: float) -> None:
+    """Equal, floats to rounding: the resumed run packs what is left to compute into other batch shapes
+    than the whole run did, and CPU matrix products of other shapes round differently (seen in CI:
+    ECE 0.0220918 against 0.0220948). A lost or repeated request moves a score by 1/24 or more."""
+    assert got.keys() == want.keys(), point
+    for task, scores in want.items():
+        assert got[task].keys() == scores.keys(), (point, task)
+        for key, value in scores.items():
+            if isinstance(value, float):
+                assert got[task][key] == pytest.approx(value, rel=1e-3, abs=1e-9), (point, task, key)
+            else:
+                assert got[task][key] == value, (point, task, key)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     d = tmp_path_factory.mktemp("whole")
@@ -83,7 +97,7 @@ def test_a_run_killed_at_five_points_resumes_to_the_same_results(uninterrupted, 
         results, env = stored(tmp_path / f"resumed-{point}")
         resumed = env["runner"]
         # the same numbers as the uninterrupted run, every metric and its interval
-        assert results["results"] == whole["results"], point
+        assert_same_numbers(results["results"], whole["results"], point)
         assert results["n-samples"] == whole["n-samples"]
         # nothing that was written is computed again; what was in flight is counted: one batch at most
         assert resumed["requests_from_cache"] + resumed["requests_computed"] == total
