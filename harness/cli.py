@@ -58,6 +58,21 @@ def cli(debug: bool, verbose: bool) -> None:
     """Evaluate language models on lm-eval YAML tasks, offline, and keep every run on disk."""
     _quiet_libraries(verbose)
 
+# options several commands share, defined once
+DATA_DIR_OPTION = click.option("--data-dir", type=click.Path(), default=None, envvar="HARNESS_DATA_DIR",
+                               help="Local data mirror; no network is used for data it holds. [env: HARNESS_DATA_DIR]")
+INCLUDE_PATH_OPTION = click.option("--include-path", multiple=True, type=click.Path(),
+                                   help="Extra folder of task YAMLs (repeatable).")
+DEVICE_OPTION = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu).")
+DTYPE_OPTION = click.option("--dtype", default=None,
+                            help="float32, bfloat16, float16 (default: bfloat16 on cuda, float32 on cpu).")
+LIMIT_OPTION = click.option("--limit", "-l", type=float, default=None,
+                            help="Docs per task: a count, or a fraction below 1.")
+SEED_OPTION = click.option("--seed", type=int, default=None, help="One seed for python, numpy, torch and few-shot "
+                           "sampling (default: lm-eval's 0/1234/1234/1234).")
+BATCH_SIZE_OPTION = click.option("--batch-size", "-b", default="8", show_default=True,
+                                 help="Rows per forward pass, or 'auto': the most that fit in memory (halved on out-of-memory).")
+
 
 @cli.command()
 @click.option("--model", "-m", default="smollm2-135m", show_default=True,
@@ -65,21 +80,18 @@ def cli(debug: bool, verbose: bool) -> None:
 @click.option("--tasks", "-t", required=True,
               help="Comma-separated task names, groups or globs, e.g. mmlu_anatomy,demo or 'mmlu_high_*'.")
 @click.option("--num-fewshot", "-f", type=int, default=None, help="Few-shot examples (default: the task's).")
-@click.option("--limit", "-l", type=float, default=None, help="Docs per task: a count, or a fraction below 1.")
-@click.option("--batch-size", "-b", default="8", show_default=True,
-              help="Rows per forward pass, or 'auto': the most that fit in memory (halved on out-of-memory).")
-@click.option("--seed", type=int, default=None, help="One seed for python, numpy, torch and few-shot sampling "
-              "(default: lm-eval's 0/1234/1234/1234).")
+@LIMIT_OPTION
+@BATCH_SIZE_OPTION
+@SEED_OPTION
 @click.option("--gen-kwargs", default=None, help="Generation settings, k=v,k=v or JSON, over the task's.")
 @click.option("--apply-chat-template", is_flag=True, help="Wrap prompts in the model's chat template.")
 @click.option("--system-instruction", default=None, help="System message prepended to every prompt.")
-@click.option("--data-dir", type=click.Path(), default=None, envvar="HARNESS_DATA_DIR",
-              help="Local data mirror; no network is used for data it holds. [env: HARNESS_DATA_DIR]")
-@click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of task YAMLs (repeatable).")
+@DATA_DIR_OPTION
+@INCLUDE_PATH_OPTION
 @click.option("--output", "-o", type=click.Path(), default="runs", show_default=True, envvar="HARNESS_RUNS_DIR",
               help="Folder that receives runs/<run-id>/. [env: HARNESS_RUNS_DIR]")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu).")
-@click.option("--dtype", default=None, help="float32, bfloat16, float16 (default: bfloat16 on cuda, float32 on cpu).")
+@DEVICE_OPTION
+@DTYPE_OPTION
 @click.option("--compile", "compile_model", is_flag=True,
               help="torch.compile the model's forward pass (a one-time cost of minutes on CPU; same numbers).")
 @click.option("--bootstrap-iters", type=click.IntRange(min=0), default=1000, show_default=True,
@@ -90,8 +102,12 @@ def cli(debug: bool, verbose: bool) -> None:
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data parallel: run under `accelerate launch` with this many processes (one per GPU; "
                    "on a CPU, each with its share of the cores). Same results as one process.")
+@click.option("--adapter", type=click.Path(), default=None,
+              help="A PEFT adapter folder (LoRA, IA3 ...; e.g. from `harness finetune`) applied to the model.")
+@click.option("--merge-adapter", is_flag=True, help="Merge the adapter into the weights before evaluating.")
 def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_chat_template, system_instruction,
-        data_dir, include_path, output, device, dtype, compile_model, bootstrap_iters, no_cache, num_processes):
+        data_dir, include_path, output, device, dtype, compile_model, bootstrap_iters, no_cache, num_processes,
+        adapter=None, merge_adapter=False):
     """Evaluate a model on tasks and store the run."""
     if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         sys.exit(_launch_processes(num_processes))
@@ -114,6 +130,8 @@ def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_ch
         dtype=dtype,
         bootstrap_iters=bootstrap_iters,
         compile=compile_model,
+        adapter=adapter,
+        merge_adapter=merge_adapter,
         data_dir=data_dir,
         include_paths=tuple(include_path),
     )
@@ -160,7 +178,9 @@ def _print_summary(rows, record, work, run_dir) -> None:
     console = Console()
     if not console.is_terminal:  # a log or a pipe: no 80-column wrap of task names
         console = Console(width=max(console.width, 160))
-    console.print(summary_table(rows, f"{identity['name']}  ({identity['dtype']}, {identity['device']})"))
+    adapter = identity.get("adapter")
+    name = identity["name"] + (f" + adapter {adapter['name']}{' (merged)' if adapter['merged'] else ''}" if adapter else "")
+    console.print(summary_table(rows, f"{name}  ({identity['dtype']}, {identity['device']})"))
     for name, why in record.get("skipped_tasks", {}).items():
         console.print(f"skipped {name}: {why}", markup=False)
     if record.get("truncated_requests"):
@@ -318,7 +338,7 @@ def models():
 @click.argument("pattern", required=False)
 @click.option("--data-dir", type=click.Path(), default=None, envvar="HARNESS_DATA_DIR",
               help="Local data mirror to check tasks against. [env: HARNESS_DATA_DIR]")
-@click.option("--include-path", multiple=True, type=click.Path(), help="Extra folder of task YAMLs (repeatable).")
+@INCLUDE_PATH_OPTION
 def tasks_cmd(pattern, data_dir, include_path):
     """List task families, tasks and groups, and where each task's data comes from."""
     import fnmatch
@@ -342,3 +362,135 @@ def tasks_cmd(pattern, data_dir, include_path):
     n_tasks = sum(r.kind == "task" for r in rows)
     click.echo(f"{n_tasks} tasks, {len(rows) - n_tasks} groups" + ("" if root else
                "; data 'hub' needs network: pass --data-dir DIR to use a local mirror"))
+
+
+@cli.command()
+@click.option("--task", "ladder_ref", required=True,
+              help="A bundled ladder (samsum, squad) or a ladder YAML file: the rungs to run.")
+@click.option("--model", "-m", default="smollm2-135m", show_default=True, help="Bundled alias, local path or hub id.")
+@click.option("--adapter", default=None, type=click.Path(),
+              help="The PEFT adapter for the ladder's adapter rung (e.g. from `harness finetune`).")
+@LIMIT_OPTION
+@BATCH_SIZE_OPTION
+@SEED_OPTION
+@DATA_DIR_OPTION
+@INCLUDE_PATH_OPTION
+@click.option("--output", "-o", type=click.Path(), default="runs", show_default=True, envvar="HARNESS_RUNS_DIR",
+              help="Run store: every rung is saved there as a run.")
+@DEVICE_OPTION
+@DTYPE_OPTION
+@click.option("--no-cache", is_flag=True, help="Compute every request again.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the ladder as HTML here.")
+@click.option("--md", "md_out", type=click.Path(dir_okay=False), default=None, help="Write the markdown here (default: print it).")
+def ladder(ladder_ref, model, adapter, limit, batch_size, seed, data_dir, include_path, output, device, dtype,
+           no_cache, out, md_out):
+    """Prompting, retrieval or fine-tuning? Run a task's strategies and compare them on one page."""
+    from harness.ladder import load_ladder, run_ladder
+    from harness.reports.ladder import ladder_markdown, ladder_rows, render_ladder
+    from harness.spec import RunSpec, parse_batch_size
+    from harness.store import RunStore
+
+    spec = load_ladder(ladder_ref)
+    if adapter is not None and not Path(adapter).exists():
+        raise click.BadParameter(f"'{adapter}' does not exist", param_hint="--adapter")
+    base = RunSpec(model=model, tasks=(), limit=int(limit) if limit is not None and limit >= 1 else limit,
+                   batch_size=parse_batch_size(batch_size), seed=seed, device=device, dtype=dtype,
+                   data_dir=data_dir, include_paths=tuple(include_path))
+    store = RunStore(output)
+    store.check_writable()
+    done = run_ladder(spec, base, store, adapter, use_cache=not no_cache, echo=click.echo)
+    rows = ladder_rows([(d.rung.name, d.rung.task, d.run_dir, d.skipped) for d in done], spec.metric)
+    text = ladder_markdown(f"{spec.name} · {model}", spec.description, rows)
+    if md_out:
+        Path(md_out).write_text(text, encoding="utf-8")
+        click.echo(f"markdown -> {md_out}")
+    else:
+        click.echo(text)
+    if out:
+        click.echo(f"html -> {render_ladder(f'{spec.name} · {model}', spec.description, rows, out)}")
+
+
+@cli.command()
+@click.option("--data", type=click.Path(), default=None, help="JSONL of {\"prompt\", \"completion\"} pairs.")
+@click.option("--task", default=None, help="Or a task: prompt = its zero-shot prompt, completion = its target.")
+@click.option("--split", default="validation", show_default=True, help="The task's split to train on.")
+@click.option("--data-dir", type=click.Path(), default=None, envvar="HARNESS_DATA_DIR",
+              help="Local data mirror for --task. [env: HARNESS_DATA_DIR]")
+@INCLUDE_PATH_OPTION
+@click.option("--model", "-m", default="smollm2-135m", show_default=True, help="Base model: alias, local path or hub id.")
+@click.option("--out", required=True, type=click.Path(), help="Output folder: adapter, card, checkpoints/.")
+@click.option("--method", type=click.Choice(["lora", "prompt-tuning"]), default="lora", show_default=True)
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--max-steps", type=int, default=None, help="Optimizer steps (overrides --epochs).")
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--grad-accum", type=int, default=1, show_default=True, help="Batches per optimizer step.")
+@click.option("--lora-r", type=int, default=8, show_default=True)
+@click.option("--lora-alpha", type=int, default=16, show_default=True)
+@click.option("--lora-dropout", type=float, default=0.05, show_default=True)
+@click.option("--target-modules", default=None, help="Comma-separated module names or all-linear "
+              "(default: peft's choice for the architecture, q_proj,v_proj for Llama).")
+@click.option("--num-virtual-tokens", type=int, default=20, show_default=True, help="For --method prompt-tuning.")
+@click.option("--max-length", type=int, default=512, show_default=True, help="Tokens per example (prompt cut first).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--holdout", type=float, default=0.05, show_default=True,
+              help="Held-out examples for the eval loss: a fraction below 1, or a count.")
+@click.option("--save-every", type=int, default=50, show_default=True, help="Checkpoint every N steps.")
+def finetune(data, task, split, data_dir, include_path, model, out, method, epochs, max_steps, lr, batch_size,
+             grad_accum, lora_r, lora_alpha, lora_dropout, target_modules, num_virtual_tokens, max_length, seed,
+             holdout, save_every):
+    """Train a PEFT adapter (LoRA or prompt tuning); run it again to resume from its last checkpoint."""
+    from harness.adapters.lora import FinetuneSettings, load_train_data, run_finetune
+
+    train_data = load_train_data(data, task, split, data_dir, tuple(include_path))
+    settings = FinetuneSettings(
+        model=model, method=method, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
+        grad_accum=grad_accum, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+        target_modules=target_modules, num_virtual_tokens=num_virtual_tokens, max_length=max_length, seed=seed,
+        holdout=holdout, save_every=save_every)
+    result = run_finetune(train_data, out, settings, say=lambda line: click.echo(line, err=True))
+    card = result.card
+    if result.already_finished:
+        click.echo(f"already finished: {result.out} (held-out loss {card.get('holdout_loss')}); "
+                   f"use another --out to train again")
+        return
+    click.echo(f"{card['steps']} steps in {card['wall_seconds']} s; held-out loss "
+               f"{card['holdout_loss_before']} -> {card['holdout_loss']}; adapter in {result.out} "
+               f"(harness run --adapter {result.out} ...)")
+
+
+@cli.group("index")
+def index_group():
+    """Retrieval indexes (BM25, dense) of passage collections, for RAG tasks."""
+
+
+@index_group.command("build")
+@click.option("--docs", required=True,
+              help="A JSONL file (id, text, optional title), a folder of .txt files, or squad_dev_paragraphs.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="The index folder to write (new or empty).")
+@click.option("--retriever", required=True,
+              help="bm25 (bm25s, stemmed, English stopwords) or dense (MiniLM + FAISS).")
+@click.option("--chunk", type=int, default=None,
+              help="Cut documents into passages of this many words (default: whole).")
+@click.option("--data-dir", type=click.Path(), default=None, envvar="HARNESS_DATA_DIR",
+              help="Data mirror, for built-in collections. [env: HARNESS_DATA_DIR]")
+def index_build(docs, out, retriever, chunk, data_dir):
+    """Build a retrieval index of a collection into a folder (with spec.json: what built it)."""
+    from harness.adapters.rag import build_collection_index
+
+    spec = build_collection_index(docs, out, retriever, chunk=chunk, data_dir=data_dir).spec
+    click.echo(f"{spec['retriever']} index of {spec['passages']} passages ({spec['source_documents']} documents) "
+               f"in {spec['build_seconds']:.1f} s -> {out}")
+
+
+@index_group.command("search")
+@click.argument("index_dir", type=click.Path())
+@click.argument("query")
+@click.option("-k", type=click.IntRange(min=1), default=3, show_default=True, help="Passages to show.")
+def index_search(index_dir, query, k):
+    """Show the k best passages of an index for a query."""
+    from harness.adapters.rag import Index
+
+    for rank, (pid, score, text) in enumerate(Index.load(index_dir).search([query], k)[0], 1):
+        click.echo(f"{rank}. {pid}  {score:.4f}  {text[:200]}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
 import platform
@@ -70,10 +69,19 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
     built = load_tasks(tm, selection.names)  # before the model: a missing dataset fails in seconds
     cache_path = default_cache_path() if request_cache == "default" else request_cache
     cache = RequestCache(cache_path) if cache_path else None  # so does a bad cache file
+    if spec.adapter:
+        from harness.adapters.lora import read_adapter
+
+        read_adapter(spec.adapter)  # a wrong path fails before the model loads
     state = distributed_state()
     # one device per process (CPU processes just share the CPU)
     device = spec.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
+    fresh = loaded is None
     loaded = loaded or load_model(spec.model, device=device, dtype=spec.dtype)
+    if spec.adapter:
+        from harness.adapters.lora import attach_adapter
+
+        loaded = attach_adapter(loaded, spec.adapter, merge=spec.merge_adapter, in_place=fresh)
     seeds = spec.seeds()
     # requests that sample without a seed of their own use the run's torch seed
     lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile, seed=seeds["torch"])
@@ -148,12 +156,10 @@ def collect_env(model_identity: dict[str, Any], started: float) -> dict[str, Any
     """Library versions, device and git state: what is needed to reproduce the numbers."""
     import torch
 
-    libs = {}
-    for dist in ("harness", "lm_eval", "torch", "transformers", "datasets", "accelerate", "tokenizers", "numpy"):
-        try:
-            libs[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            libs[dist] = None
+    from harness.scorers.signature import installed_versions
+
+    libs = installed_versions(("harness", "lm_eval", "torch", "transformers", "datasets", "accelerate", "tokenizers",
+                               "numpy"))
     device: dict[str, Any] = {"name": model_identity.get("device"), "torch_threads": torch.get_num_threads(),
                               "cpu_count": os.cpu_count()}
     if torch.cuda.is_available():

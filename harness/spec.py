@@ -31,6 +31,8 @@ class RunSpec:
     dtype: str | None = None
     bootstrap_iters: int = 1000
     compile: bool = False  # torch.compile the forward pass; speed only
+    adapter: str | None = None  # a PEFT adapter folder; its identity (file hashes) enters the hash, not the path
+    merge_adapter: bool = False  # merge it into the weights (rounding differs slightly from unmerged)
     # where things are read from; not part of the identity
     data_dir: str | None = None
     include_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -52,9 +54,11 @@ def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[s
     """Identity of a run: settings that change numbers, the model's weights, the tasks' configs."""
     settings = spec.to_dict()
     # where things were read from, and what changes speed but not numbers, stay out
-    for key in ("data_dir", "include_paths", "model", "tasks", "batch_size", "compile"):
+    for key in ("data_dir", "include_paths", "model", "tasks", "batch_size", "compile", "adapter", "merge_adapter"):
         settings.pop(key)
     weights = {k: model_identity.get(k) for k in ("sha256", "hub_id", "revision", "dtype")}
+    if model_identity.get("adapter"):  # only then: runs without an adapter keep their hashes
+        weights["adapter"] = {k: model_identity["adapter"][k] for k in ("sha256", "merged")}
     return json_sha256({"settings": settings, "model": weights, "tasks": task_hashes})
 
 

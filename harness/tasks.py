@@ -24,6 +24,7 @@ from lm_eval.tasks._yaml_loader import load_yaml
 
 import harness
 import harness.scorers  # noqa: F401  registers our metric names (rouge1, corpus_bleu, ...) for task YAMLs
+from harness.adapters.rag import add_retrieval_metrics, rag_process_docs
 from harness.errors import DataUnavailableError, TaskConfigError, UnknownTaskError, UserError
 from harness.mirror import guard_absent_fewshot_split, load_from_mirror, mirror_source
 
@@ -48,12 +49,14 @@ class MirrorTaskFactory(TaskFactory):
         path = cfg.get("dataset_path")
         if self.data_dir is not None and path and cfg.get("custom_dataset") is None:
             cfg["custom_dataset"] = functools.partial(load_from_mirror, self.data_dir, path, cfg.get("dataset_name"))
+        rag_process_docs(cfg, self.data_dir)  # metadata.harness_rag: docs enriched with retrieved passages
         return cfg
 
     def _build_task(self, entry, overrides):
         try:
             task = super()._build_task(entry, overrides)
             guard_absent_fewshot_split(task)  # a mirror without the few-shot split: zero-shot only
+            add_retrieval_metrics(task)  # recall@k, MRR@k of a retrieval task that knows its gold
             return task
         except UserError:
             raise

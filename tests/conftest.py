@@ -54,10 +54,6 @@ def request_cache_of_this_session(tmp_path_factory):
     """Runs in the tests (and the `harness` processes they start) share a request cache of their own:
     never the developer's ~/.cache/harness/requests.sqlite, which older code may have filled."""
     path = tmp_path_factory.mktemp("request-cache") / "requests.sqlite"
-    before = os.environ.get("HARNESS_REQUEST_CACHE")
-    os.environ["HARNESS_REQUEST_CACHE"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("HARNESS_REQUEST_CACHE", None)
-    else:
-        os.environ["HARNESS_REQUEST_CACHE"] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_REQUEST_CACHE", str(path))
+        yield path

@@ -64,6 +64,8 @@ def bad_inputs(tmp_path_factory):
     (d / "data.jsonl").write_text('{"q": "x"}\n')
     (d / "empty.jsonl").write_text("")
     (d / "baseline.json").write_text('{"not": "a baseline"}')
+    (d / "broken_ladder.yaml").write_text("rungs:\n  - task: samsum\n    shots: 3\n")
+    (d / "bad_yaml_ladder.yaml").write_text("rungs: [unclosed\n")
     return d
 
 
@@ -105,6 +107,11 @@ BAD = {
                            "is not a harness baseline"),
     "check bad max drop": (["check", "x", "--baseline", "{d}/baseline.json", "--max-drop", "lots"], "--max-drop 'lots'"),
     "runs bad format": (["runs", "--format", "xml"], "--format"),
+    "unknown ladder": (["ladder", "--task", "nosuch"], "no ladder 'nosuch': bundled ladders are samsum, squad"),
+    "ladder rung with an unknown key": (["ladder", "--task", "{d}/broken_ladder.yaml"], "unknown keys shots"),
+    "ladder that is not YAML": (["ladder", "--task", "{d}/bad_yaml_ladder.yaml"], "not valid YAML"),
+    "ladder file missing": (["ladder", "--task", "{d}/none.yaml"], "No such file"),
+    "ladder adapter missing": (["ladder", "--task", "samsum", "--adapter", "/no/such/adapter"], "does not exist"),
 }
 
 

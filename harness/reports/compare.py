@@ -134,19 +134,19 @@ def comparison_markdown(names: list[str], comparisons: list[list[TaskDelta]], al
         for d in deltas:
             shown = f"**{d.delta:+.4f}**" if d.significant(alpha) else f"{d.delta:+.4f}"
             flips = f"{d.test.a_only} / {d.test.b_only}" if d.test.a_only is not None else "–"
-            lines.append(f"| {_md(d.task)} | {d.metric} | {d.a:.4f} | {d.b:.4f} | {shown} "
+            lines.append(f"| {md_cell(d.task)} | {d.metric} | {d.a:.4f} | {d.b:.4f} | {shown} "
                          f"| [{d.test.ci95[0]:+.4f}, {d.test.ci95[1]:+.4f}] | {d.test.p_value:.3g} | {d.test.test} | {flips} |")
         lines.append("")
         lines.append(f"Bold: significant at {alpha}. Paired samples per task: "
-                     + ", ".join(f"{_md(d.task)} {d.test.n}" for d in deltas) + ".")
+                     + ", ".join(f"{md_cell(d.task)} {d.test.n}" for d in deltas) + ".")
         lines.append("")
         for d in deltas:
             if not d.flips:
                 continue
-            lines += [f"### {_md(d.task)}: {len(d.flips)} flipped samples", "",
+            lines += [f"### {md_cell(d.task)}: {len(d.flips)} flipped samples", "",
                       "| doc | target | A output | B output | A | B |", "|---|---|---|---|---|---|"]
             for f in d.flips[:MAX_LISTED]:
-                lines.append(f"| {_md(f['id'])} | {_md(f['target'])} | {_md(f['a_output'])} | {_md(f['b_output'])} "
+                lines.append(f"| {md_cell(f['id'])} | {md_cell(f['target'])} | {md_cell(f['a_output'])} | {md_cell(f['b_output'])} "
                              f"| {f['a_score']:g} | {f['b_score']:g} |")
             if len(d.flips) > MAX_LISTED:
                 lines.append(f"| … {len(d.flips) - MAX_LISTED} more in the HTML report | | | | | |")
@@ -154,7 +154,7 @@ def comparison_markdown(names: list[str], comparisons: list[list[TaskDelta]], al
     return "\n".join(lines)
 
 
-def _md(value: Any, limit: int = 120) -> str:
+def md_cell(value: Any, limit: int = 120) -> str:
     """Text for a markdown table cell: one line, pipes escaped, HTML special characters as entities."""
     text = " ".join(str(value).split())
     text = text if len(text) <= limit else text[: limit - 1] + "…"

@@ -74,6 +74,12 @@ def build_leaderboard(runs: Iterable[Path]) -> Leaderboard:
         identity = results.get("harness", {}).get("model", {})
         settings = spec.get("spec", {})
         variant = {k: settings[k] for k in _VARIANT_SETTINGS if _set(settings.get(k))}
+        adapter = identity.get("adapter")
+        if adapter:  # the adapter's content, not its path, makes the row; the label shows its name
+            variant["adapter"] = {"name": adapter.get("name", "adapter") + (" merged" if adapter.get("merged") else ""),
+                                  "sha256": adapter.get("sha256")}
+        else:
+            variant.pop("adapter", None)
         if identity.get("dtype") not in (None, "float32"):  # the dtype used, whether asked for or by default
             variant["dtype"] = identity["dtype"]
         key = json_sha256({"model": identity.get("sha256") or identity.get("name"), "variant": variant})
@@ -154,9 +160,9 @@ def _rank(rows: list[Row], tasks: list[dict[str, Any]]) -> None:
             beaten = sum(1.0 if mine > sign * o.cells[task["name"]].value else
                          0.5 if mine == sign * o.cells[task["name"]].value else 0.0 for o in have if o is not r)
             wins[r.key].append(beaten / (len(have) - 1))
+    by_name = {t["name"]: t for t in tasks}
     for r in rows:
-        bounded = [c.value for name, c in r.cells.items()
-                   if _averageable(c.value, next((t for t in tasks if t["name"] == name), {}))]
+        bounded = [c.value for name, c in r.cells.items() if _averageable(c.value, by_name.get(name, {}))]
         r.macro_average = sum(bounded) / len(bounded) if bounded else None
         r.mean_win_rate = sum(wins[r.key]) / len(wins[r.key]) if wins[r.key] else None
 

@@ -26,6 +26,17 @@ def library_version(distribution: str) -> str:
         return "unknown"
 
 
+def installed_versions(distributions) -> dict[str, str | None]:
+    """Installed version of each distribution (None where absent), for run records and cards."""
+    out = {}
+    for dist in distributions:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
