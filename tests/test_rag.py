@@ -119,9 +119,10 @@ def test_dense_scores_are_cosine_similarities_of_minilm(paragraphs, questions, t
     assert spec["passages"] == 60 and spec["build_seconds"] > 0 and spec["libraries"]["faiss-cpu"]
 
 
-def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag_cache, questions, monkeypatch):
+def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag_cache, questions, monkeypatch,
+                                                                  tmp_path):
     """The task's retrieved ids, gold flags and recall@3 / MRR@3 against an independent recount."""
-    from harness.tasks import build_task_manager
+    from harness.tasks import build_task_manager, packaged_tasks_dir
 
     tm = build_task_manager((), squad_data)
     task = tm.load(["squad_rag_bm25"])["tasks"]["squad_rag_bm25"]
@@ -149,6 +150,17 @@ def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag
     monkeypatch.setattr(rag.Index, "search", lambda *a, **k: pytest.fail("searched again"))
     again = build_task_manager((), squad_data).load(["squad_rag_bm25"])["tasks"]["squad_rag_bm25"]
     assert again.validation_docs()["retrieved"][:50] == docs["retrieved"][:50]
+
+    # order: best_last puts the same passages in reverse rank order, the best next to the question
+    (tmp_path / "last.yaml").write_text(
+        f"include: {packaged_tasks_dir() / 'squad' / 'squad_rag_bm25.yaml'}\ntask: squad_rag_bm25_last\nmetadata:\n  version: 1.0\n  harness_rag:\n"
+        "    collection: squad_dev_paragraphs\n    retriever: bm25\n    k: 3\n    passage_template: '{{title}}: {{text}}'\n"
+        "    order: best_last\n    gold: '{{context}}'\n")
+    tm = build_task_manager((str(tmp_path),), squad_data)
+    last = tm.load(["squad_rag_bm25_last"])["tasks"]["squad_rag_bm25_last"].validation_docs().select(range(50))
+    for mine, theirs in zip(last, docs.select(range(50))):
+        assert mine["retrieved"] == theirs["retrieved"]
+        assert mine["passages"].split("\n\n") == theirs["passages"].split("\n\n")[::-1]
 
 
 @pytest.mark.model

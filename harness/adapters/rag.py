@@ -340,6 +340,8 @@ class RagConfig:
     passage_template: str = "{{text}}"
     field: str = "passages"
     separator: str = "\n\n"
+    # best_first: passages in rank order; best_last: reversed, the best one next to the question
+    order: str = "best_first"
     gold: str | None = None  # template rendering the gold passage's text
     gold_id: str | None = None  # or its id
     chunk: int | None = None
@@ -356,6 +358,8 @@ class RagConfig:
         cfg = cls(**raw)
         if cfg.retriever not in RETRIEVERS:
             raise TaskConfigError(f"task '{task}': unknown retriever '{cfg.retriever}'; known: {', '.join(RETRIEVERS)}")
+        if cfg.order not in ("best_first", "best_last"):
+            raise TaskConfigError(f"task '{task}': metadata.harness_rag.order must be best_first or best_last")
         if not isinstance(cfg.k, int) or cfg.k < 1:
             raise TaskConfigError(f"task '{task}': metadata.harness_rag.k must be a positive integer")
         return cfg
@@ -421,6 +425,8 @@ class RetrievalDocs:
         passages, retrieved = [], []
         for doc_hits, gold in zip(hits, golds):
             shown = [_render(cfg.passage_template, {**by_id[pid], "score": score}) for pid, score, _ in doc_hits]
+            if cfg.order == "best_last":
+                shown.reverse()
             passages.append(cfg.separator.join(shown))
             retrieved.append([{"id": pid, "score": score,
                                **({"gold": _is_gold(pid, by_id[pid], gold)} if gold is not None else {})}
