@@ -4,6 +4,7 @@ lm-eval's own YAMLs, and a real run's scores vs the official SQuAD script and lm
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import lm_eval
@@ -138,12 +139,45 @@ def test_squad_prompt_is_lm_evals_squadv2_prompt(shared_data):
     assert requests[0].args[1]["until"] == ["\n"]
 
 
-@pytest.mark.parametrize(("name", "shots"), [("gsm8k", 5), ("nq_open", 1), ("squad", 2)])
+@pytest.mark.parametrize(("name", "shots"), [("gsm8k", 5), ("nq_open", 1)])
 def test_few_shot_from_the_absent_train_split_is_a_one_line_error(shared_data, name, shots):
     with pytest.raises(DataUnavailableError, match=rf"'{name}': {shots}-shot examples come from split 'train'.*"
                                                    r"--num-fewshot 0") as caught:
         task_instances(name, shared_data, num_fewshot=shots, limit=2)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "block"), [
+    ("squad", r"Title: (?P<title>[^\n]*)\n\nBackground: (?P<context>.*?)\n\nQuestion: (?P<question>[^\n]*)\n\nAnswer: (?P<answer>[^\n]*)\n\n"),
+    ("squad_rag_bm25", r"Background: (?P<title>[^:\n]*): (?P<context>.*?)\n\nQuestion: (?P<question>[^\n]*)\n\nAnswer: (?P<answer>[^\n]*)\n\n"),
+    ("squad_closedbook", r"Question: (?P<question>[^\n]*)\n\nAnswer: (?P<answer>[^\n]*)\n\n"),
+])
+def test_squad_few_shot_examples_are_dev_questions_of_other_articles(shared_data, name, block):
+    """Offline (no train split) SQuAD few-shot draws dev questions, never from the asked article:
+    each example is a real dev question with its own paragraph and first gold answer."""
+    questions = {}
+    for article in json.loads((shared_data / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                questions.setdefault(qa["question"], []).append(
+                    (article["title"], paragraph["context"], qa["answers"][0]["text"]))
+    rows = load_from_mirror(shared_data, "rajpurkar/squad", "plain_text")["validation"].select(range(60))
+    requests = task_instances(name, shared_data, num_fewshot=2, limit=60)
+    assert len(requests) == 60
+    seen = set()
+    for request, row in zip(requests, rows):
+        prompt = request.args[0]
+        examples = list(re.finditer(block, prompt, flags=re.S))[:2]
+        assert len(examples) == 2 and examples[0].start() == 0, prompt[:300]
+        for ex in examples:
+            sources = [(t, c, a) for t, c, a in questions[ex["question"]]
+                       if "title" not in block or (t, c) == (ex["title"], ex["context"])]
+            assert any(a == ex["answer"] for _, _, a in sources)  # a question text can recur (2 answers)
+            assert all(t != row["title"] for t, _, _ in sources), (row["title"], ex["question"])
+            seen.add(ex["question"])
+    assert len(seen) > 100  # drawn per question, not one fixed pair
+    again = task_instances(name, shared_data, num_fewshot=2, limit=60)
+    assert [r.args[0] for r in again] == [r.args[0] for r in requests]  # the few-shot seed decides
 
 
 # ------------------------------------------------------------------------------ a real run

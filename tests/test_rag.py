@@ -126,7 +126,7 @@ def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag
 
     tm = build_task_manager((), squad_data)
     task = tm.load(["squad_rag_bm25"])["tasks"]["squad_rag_bm25"]
-    docs = task.validation_docs()
+    docs = task.eval_docs  # the dev set (SQuAD tasks name it test_split, see squad.yaml)
     assert len(docs) == len(questions) == 10570
     gold = {q["id"]: q["gold"] for q in questions}
     hits, reciprocal = [], []
@@ -149,16 +149,19 @@ def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag
     # a second load of the task searches nothing: the split's results are kept beside the cached index
     monkeypatch.setattr(rag.Index, "search", lambda *a, **k: pytest.fail("searched again"))
     again = build_task_manager((), squad_data).load(["squad_rag_bm25"])["tasks"]["squad_rag_bm25"]
-    assert again.validation_docs()["retrieved"][:50] == docs["retrieved"][:50]
+    assert again.eval_docs["retrieved"][:50] == docs["retrieved"][:50]
 
-    # order: best_last puts the same passages in reverse rank order, the best next to the question
-    (tmp_path / "last.yaml").write_text(
-        f"include: {packaged_tasks_dir() / 'squad' / 'squad_rag_bm25.yaml'}\ntask: squad_rag_bm25_last\nmetadata:\n  version: 1.0\n  harness_rag:\n"
+    # the bundled task says order: best_last; best_first puts the same passages in rank order
+    texts = {p["id"]: f"{p['title']}: {p['text']}" for p in rag.squad_dev_paragraphs(squad_data)}
+    for doc in docs.select(range(50)):
+        assert doc["passages"].split("\n\n") == [texts[r["id"]] for r in doc["retrieved"]][::-1]
+    (tmp_path / "first.yaml").write_text(
+        f"include: {packaged_tasks_dir() / 'squad' / 'squad_rag_bm25.yaml'}\ntask: squad_rag_bm25_first\nmetadata:\n  version: 1.0\n  harness_rag:\n"
         "    collection: squad_dev_paragraphs\n    retriever: bm25\n    k: 3\n    passage_template: '{{title}}: {{text}}'\n"
-        "    order: best_last\n    gold: '{{context}}'\n")
+        "    order: best_first\n    gold: '{{context}}'\n")
     tm = build_task_manager((str(tmp_path),), squad_data)
-    last = tm.load(["squad_rag_bm25_last"])["tasks"]["squad_rag_bm25_last"].validation_docs().select(range(50))
-    for mine, theirs in zip(last, docs.select(range(50))):
+    first = tm.load(["squad_rag_bm25_first"])["tasks"]["squad_rag_bm25_first"].eval_docs.select(range(50))
+    for mine, theirs in zip(first, docs.select(range(50))):
         assert mine["retrieved"] == theirs["retrieved"]
         assert mine["passages"].split("\n\n") == theirs["passages"].split("\n\n")[::-1]
 
