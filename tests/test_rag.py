@@ -233,16 +233,16 @@ def test_index_commands_and_one_line_errors(squad_data, tmp_path):
 
     bad_yaml = tmp_path / "tasks"
     bad_yaml.mkdir()
-    base = (Path(__file__).resolve().parents[1] / "tasks" / "squad" / "squad_rag_bm25.yaml").read_text()
-    (bad_yaml / "rag_missing.yaml").write_text(
-        base.replace("task: squad_rag_bm25", "task: rag_missing").replace("include: squad.yaml", "include: "
-        + str(Path(__file__).resolve().parents[1] / "tasks" / "squad" / "squad.yaml"))
-        .replace("collection: squad_dev_paragraphs", f"collection: {tmp_path / 'absent.jsonl'}"))
-    (bad_yaml / "rag_unknown.yaml").write_text((bad_yaml / "rag_missing.yaml").read_text()
-                                               .replace("task: rag_missing", "task: rag_unknown")
-                                               .replace(f"collection: {tmp_path / 'absent.jsonl'}",
-                                                        "collection: squad_dev_paragraphs")
-                                               .replace("retriever: bm25", "retriever: tfidf"))
+    bundled = Path(__file__).resolve().parents[1] / "tasks" / "squad" / "squad_rag_bm25.yaml"
+
+    def rag_task(name: str, collection: str, retriever: str) -> None:  # the bundled task, another retrieval
+        (bad_yaml / f"{name}.yaml").write_text(
+            f"include: {bundled}\ntask: {name}\nmetadata:\n  version: 1.0\n  harness_rag:\n"
+            f"    collection: {collection}\n    retriever: {retriever}\n    k: 3\n"
+            "    passage_template: '{{title}}: {{text}}'\n    gold: '{{context}}'\n")
+
+    rag_task("rag_missing", str(tmp_path / "absent.jsonl"), "bm25")
+    rag_task("rag_unknown", "squad_dev_paragraphs", "tfidf")
     cases = [
         (("index", "build", "--docs", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "x"),
           "--retriever", "bm25"), "absent.jsonl"),
