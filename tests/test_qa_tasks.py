@@ -156,11 +156,8 @@ def test_squad_few_shot_examples_are_dev_questions_of_other_articles(shared_data
     """Offline (no train split) SQuAD few-shot draws dev questions, never from the asked article:
     each example is a real dev question with its own paragraph and first gold answer."""
     questions = {}
-    for article in json.loads((shared_data / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))["data"]:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                questions.setdefault(qa["question"], []).append(
-                    (article["title"], paragraph["context"], qa["answers"][0]["text"]))
+    for qa in squad_questions(shared_data):
+        questions.setdefault(qa["question"], []).append((qa["title"], qa["context"], qa["answers"][0]["text"]))
     rows = load_from_mirror(shared_data, "rajpurkar/squad", "plain_text")["validation"].select(range(60))
     requests = task_instances(name, shared_data, num_fewshot=2, limit=60)
     assert len(requests) == 60

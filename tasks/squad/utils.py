@@ -38,7 +38,7 @@ class OtherArticleSampler(ContextSampler):
         if len(docs) - self._titles[1][title] < n:
             raise ValueError(f"fewer than {n} few-shot examples outside the article {title!r}")
         chosen: dict[str, dict] = {}
-        while len(chosen) < n:  # rejection: the same draw as sampling the filtered pool, without building it
+        while len(chosen) < n:  # rejection: the filtered pool's distribution, without building it
             doc = docs[self.rnd.randrange(len(docs))]
             if doc["title"] != title:
                 chosen.setdefault(doc["id"], doc)
