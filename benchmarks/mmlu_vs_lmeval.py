@@ -109,7 +109,7 @@ def main() -> int:
     spec = RunSpec(model=args.model, tasks=tuple(tasks), num_fewshot=args.shots, limit=args.limit,
                    batch_size=args.batch_size, data_dir=args.data_dir)
 
-    t_ours, t_ref, rates, ceilings, shares = [], [], [], [], []
+    t_ours, t_ref, rates, around = [], [], [], []  # around: per harness repeat, the ceilings (before, after)
     ceiling = forward_ceiling(loaded.model) if args.ceiling else None
     for _ in range(args.repeats):
         # no request cache: every repeat computes everything
@@ -118,9 +118,7 @@ def main() -> int:
         stats = ours.env["runner"]
         rates.append(stats["tokens_computed"] / stats["loglikelihood_seconds"])
         if ceiling is not None:
-            after = forward_ceiling(loaded.model)
-            ceilings += [ceiling, after]
-            shares.append(rates[-1] / ((ceiling[0] + after[0]) / 2))
+            around.append((ceiling, forward_ceiling(loaded.model)))
         ref, seconds = timed(lambda: lm_eval.simple_evaluate(
             model=ref_lm, tasks=tasks, task_manager=build_task_manager(data_dir=resolve_data_dir(args.data_dir)),
             num_fewshot=args.shots, limit=args.limit, log_samples=True, bootstrap_iters=1000))
@@ -156,7 +154,9 @@ def main() -> int:
     print(f"  ratio harness/lm-eval (median) {statistics.median(t_ours) / statistics.median(t_ref):.3f}")
     print(f"harness computed {stats['tokens_computed']:,} tokens (not counting padding) per run in "
           f"{stats['forward_passes']:,} forward passes; tokens/s while scoring {spread(rates)}")
-    if shares:
+    if around:
+        ceilings = [c for pair in around for c in pair]
+        shares = [rate / ((before[0] + after[0]) / 2) for rate, (before, after) in zip(rates, around)]
         where = sorted({w for _, w in ceilings})
         print(f"raw forward ceiling tokens/s            {spread([c for c, _ in ceilings])} "
               f"({len(ceilings)} measurements, best shape: {', '.join(where)})")
