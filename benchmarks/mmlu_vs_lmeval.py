@@ -50,24 +50,31 @@ def spread(times: list[float]) -> str:
 
 def forward_ceiling(model, lengths=(128, 512), batch_sizes=(1, 4, 8, 16), seconds=3.0) -> tuple[float, str]:
     """Best sustained tokens/s of a plain forward pass (full logits, as lm-eval runs it) on random
-    tokens: per shape, one warm-up pass, then passes for at least `seconds`, like a scoring run
+    tokens, over shapes and over both attention functions (transformers' sdpa, harness's blocked
+    one): per shape, one warm-up pass, then passes for at least `seconds`, like a scoring run
     (a single timed pass would catch the machine at its best moment and flatter the ceiling)."""
     import torch
 
+    from harness.models import attention
+
     best, where = 0.0, ""
     vocab = model.config.vocab_size
+    original = model.config._attn_implementation
     with torch.no_grad():
-        for length in lengths:
-            for bs in batch_sizes:
-                ids = torch.randint(100, vocab - 1, (bs, length))
-                model(ids)  # warm-up
-                passes, t0 = 0, time.perf_counter()
-                while (elapsed := time.perf_counter() - t0) < seconds or passes < 2:
-                    model(ids)
-                    passes += 1
-                rate = passes * bs * length / elapsed
-                if rate > best:
-                    best, where = rate, f"batch {bs} x {length} tokens"
+        for implementation in dict.fromkeys((original, "sdpa", attention.register())):
+            model.set_attn_implementation(implementation)
+            for length in lengths:
+                for bs in batch_sizes:
+                    ids = torch.randint(100, vocab - 1, (bs, length))
+                    model(ids)  # warm-up
+                    passes, t0 = 0, time.perf_counter()
+                    while (elapsed := time.perf_counter() - t0) < seconds or passes < 2:
+                        model(ids)
+                        passes += 1
+                    rate = passes * bs * length / elapsed
+                    if rate > best:
+                        best, where = rate, f"batch {bs} x {length} tokens, {implementation}"
+    model.set_attn_implementation(original)
     return best, where
 
 

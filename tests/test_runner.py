@@ -118,10 +118,10 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
     from harness.models.hf import MIN_PREFIX_STEP, HarnessLM
 
     class Recording(HarnessLM):
-        packed_rows = scoring_passes = 0
+        packed_trees = scoring_passes = 0  # prefix trees laid out under a custom mask (a row may hold several)
 
         def _forward_logprobs(self, seqs, keep, cache=None, layouts=None):
-            self.packed_rows += sum(1 for nodes in layouts or [] if nodes)
+            self.packed_trees += sum(1 for nodes in layouts or [] for *_, ancestors in nodes if not ancestors)
             self.scoring_passes += 1
             return super()._forward_logprobs(seqs, keep, cache, layouts=layouts)
 
@@ -137,12 +137,37 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
         distinct_prefixes = len({inp[:k] for inp in inputs for k in range(1, len(inp) + 1)})
         # (siblings sharing under MIN_PREFIX_STEP tokens keep their own copies of those tokens)
         assert distinct_prefixes <= ours.stats["tokens_computed"] <= distinct_prefixes + len(requests) * MIN_PREFIX_STEP
-    assert ours.packed_rows == {0: 0, 96: 3, 4096: 1}[pack_max_tokens]
+    assert ours.packed_trees == {0: 0, 96: 3, 4096: 1}[pack_max_tokens]
     # cached: one pass caches the preamble, then the 12 rows after it (too short to cache) are scored;
     # nested: the preamble cached, then one batch of the 3 packed questions; all packed: one row, one pass
     assert ours.stats["forward_passes"] - ours.scoring_passes == {0: 1, 96: 1, 4096: 0}[pack_max_tokens]
     if pack_max_tokens:
         assert ours.scoring_passes == 1
+
+
+def test_short_question_trees_share_rows_with_little_padding_and_keep_lm_evals_numbers(harness_lm, reference_lm,
+                                                                                       shared_data):
+    # mmlu continuation: each question is a prefix tree (the question once, then its four answers);
+    # trees are laid into rows, several to a short row, each seeing the cached preamble and itself only
+    from harness.models.hf import MAX_PAD_FRACTION, HarnessLM
+
+    class Recording(HarnessLM):
+        passes: list[tuple[list[int], list[int]]] = []  # per pass: row widths, trees per row
+
+        def _forward_logprobs(self, seqs, keep, cache=None, layouts=None):
+            trees = [max(1, sum(1 for *_, ancestors in nodes if not ancestors)) for nodes in layouts or [[]] * len(seqs)]
+            self.passes.append(([len(s) for s in seqs], trees))
+            return super()._forward_logprobs(seqs, keep, cache, layouts=layouts)
+
+    requests = task_instances("mmlu_abstract_algebra_continuation", shared_data, limit=24)
+    ours = Recording(loaded=harness_lm.loaded, batch_size=4)
+    assert ours.model.config._attn_implementation == "harness_sdpa"  # blocked attention on the CPU
+    assert_same_loglikelihoods(ours.loglikelihood(requests), reference_lm.loglikelihood(requests))
+    trees = [t for _, per_row in ours.passes for t in per_row]
+    assert max(trees) > 1 and len(trees) < sum(trees)  # some rows hold several trees
+    real = sum(sum(widths) for widths, _ in ours.passes)
+    padded = sum(len(widths) * max(widths) for widths, _ in ours.passes)
+    assert padded - real <= MAX_PAD_FRACTION * padded
 
 
 def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_lm):
@@ -162,7 +187,7 @@ def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_
                 self.sizes.append(len(seqs))
                 return super()._forward_logprobs(seqs, keep, cache, **layout)
 
-        return Budgeted(loaded=harness_lm.loaded, batch_size="auto")
+        return Budgeted(loaded=harness_lm.loaded, batch_size="auto", pack_max_tokens=0)  # a row per request
 
     tight, ample = runner(budget=1), runner(budget=1 << 40)
     assert tight.auto_batch and tight.batch_size == 64
@@ -185,7 +210,7 @@ def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
             return super()._forward_logprobs(seqs, keep, cache, **layout)
 
     requests = task_instances("demo_capitals", limit=10)
-    tight = TightDevice(loaded=harness_lm.loaded, batch_size=16)
+    tight = TightDevice(loaded=harness_lm.loaded, batch_size=16, pack_max_tokens=0)  # a row per request
     assert_same_loglikelihoods(tight.loglikelihood(requests),
                                HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests))
     assert 1 <= tight.batch_size <= 2  # halved until a slice fits (a 3-item tail halves to 1)

@@ -9,6 +9,7 @@ are scored go through the LM head (Gemma's 262k-word head over every position co
 
 from __future__ import annotations
 
+import bisect
 import copy
 import logging
 import time
@@ -29,6 +30,7 @@ from lm_eval.models.utils_hf import stop_sequences_criteria
 from tqdm import tqdm
 
 from harness.errors import UserError
+from harness.models.attention import use_blocked_attention
 from harness.models.catalog import LoadedModel, load_model
 from harness.models.generation import DEFAULT_SEED, GenerationSettings, resolve_generation
 from harness.request_cache import RequestCache
@@ -94,6 +96,7 @@ class HarnessLM(TemplateLM):
             loaded = load_model(pretrained, device=device, dtype=dtype)
         self.loaded = loaded
         self.model = loaded.model
+        use_blocked_attention(self.model)  # CPU: about half the attention work (see attention.py)
         if compile and not hasattr(self.model.forward, "_torchdynamo_orig_callable"):
             # one-time cost (about 2 min for SmolLM2 on 2 CPU cores); pays off on long GPU runs
             self.model.forward = torch.compile(self.model.forward, dynamic=True)
@@ -253,11 +256,11 @@ class HarnessLM(TemplateLM):
         pbar = self._progress(len(requests), disable_tqdm, "loglikelihood")
 
         def score(units: list[_Node], prefix_len: int, cache: Callable) -> None:
-            """units: prefix trees of hosts beyond the cached prefix [0, prefix_len); each is one row,
-            its nodes in depth-first order, every token once (see _packed_layout)."""
-            def run(batch: list[_Node]) -> None:
+            """units: prefix trees of hosts beyond the cached prefix [0, prefix_len), laid into rows
+            (see _rows), each unit's nodes in depth-first order, every token once (see _packed_layout)."""
+            def run(batch: list[list[_Node]]) -> None:
                 seqs, layouts, where = [], [], {}
-                for row, unit in enumerate(batch):
+                for row, row_units in enumerate(batch):
                     seq, layout = [], []
 
                     def place(node: _Node, path: list[tuple[int, int, int]]) -> None:
@@ -269,7 +272,8 @@ class HarnessLM(TemplateLM):
                         if not node.children:
                             for i in members[node.host]:
                                 where[i] = (row, path + [here])
-                    place(unit, [])
+                    for unit in row_units:
+                        place(unit, [])
                     seqs.append(tuple(seq))
                     layouts.append(layout if len(layout) > 1 else [])
                 wanted: list[list[tuple[int, int]]] = [[] for _ in batch]  # per row: (column, target token)
@@ -290,12 +294,14 @@ class HarnessLM(TemplateLM):
                         emit(i, results[i])
                     pbar.update(1)
 
-            order = sorted(units, key=lambda u: -u.size)  # similar lengths together: little padding
-            self._in_batches(order, run, lambda batch: (batch[0].size, prefix_len,
-                                                        sum(len(requests[i][2]) for h in batch[0].hosts()
-                                                            for i in members[h])),
-                             lengths=[u.size for u in order], pbar=pbar,
-                             count=lambda batch: sum(len(members[h]) for u in batch for h in u.hosts()))
+            rows = _rows(sorted(units, key=lambda u: -u.size), self._pack_limit(prefix_len))
+            widths = {id(r): sum(u.size for u in r) for r in rows}
+            order = sorted(rows, key=lambda r: -widths[id(r)])  # similar lengths together: little padding
+            scored = {id(r): sum(len(requests[i][2]) for u in r for h in u.hosts() for i in members[h]) for r in rows}
+            self._in_batches(order, run, lambda batch: (widths[id(batch[0])], prefix_len,
+                                                        max(scored[id(r)] for r in batch)),
+                             lengths=[widths[id(r)] for r in order], pbar=pbar,
+                             count=lambda batch: sum(len(members[h]) for r in batch for u in r for h in u.hosts()))
 
         def process(hosts: list[tuple], prefix_len: int, cache: Callable) -> None:
             """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache()`. A cluster of hosts
@@ -833,6 +839,33 @@ def distributed_state():
     from accelerate.utils import is_cuda_available
 
     return PartialState(cpu=not is_cuda_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true")
+
+
+def _rows(units: list[_Node], limit: int) -> list[list[_Node]]:
+    """Units (prefix trees, widest first) laid into rows, best fit decreasing: a row is as wide as
+    its first unit rounded up to a step of 1/8 of its power of two (widths in a batch then differ
+    little: little padding), short units share rows up to TOKENS_PER_BATCH_ROW tokens, and later
+    units fill the room left. Units in one row see the cached prefix and themselves only (see
+    _packed_layout): each gets its numbers alone in a row would give, to float rounding. A row is
+    never wider than `limit` (the packing limit: 0 keeps every unit alone) unless its one unit is.
+    On 0-shot mmlu_continuation (5 subjects): padding 6.1 % -> 3.9 %, 72 -> 53 passes."""
+    rows: list[list[_Node]] = []
+    room: list[tuple[int, int]] = []  # (free tokens, row), sorted
+    smallest = units[-1].size if units else 0
+    for unit in units:
+        k = bisect.bisect_left(room, (unit.size, -1))
+        if k < len(room):
+            free, r = room.pop(k)
+            rows[r].append(unit)
+            free -= unit.size
+        else:
+            r, step = len(rows), max(1, (1 << (unit.size.bit_length() - 1)) // 8)
+            width = unit.size if unit.size >= limit else min(limit, max(TOKENS_PER_BATCH_ROW, -(-unit.size // step) * step))
+            rows.append([unit])
+            free = width - unit.size
+        if free >= smallest:
+            bisect.insort(room, (free, r))
+    return rows
 
 
 class _Node:
