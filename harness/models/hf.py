@@ -294,13 +294,15 @@ class HarnessLM(TemplateLM):
                         emit(i, results[i])
                     pbar.update(1)
 
+            def width(row: list[_Node]) -> int:
+                return sum(u.size for u in row)
+
+            # similar lengths together: little padding
             rows = _rows(sorted(units, key=lambda u: -u.size), self._pack_limit(prefix_len))
-            widths = {id(r): sum(u.size for u in r) for r in rows}
-            order = sorted(rows, key=lambda r: -widths[id(r)])  # similar lengths together: little padding
-            scored = {id(r): sum(len(requests[i][2]) for u in r for h in u.hosts() for i in members[h]) for r in rows}
-            self._in_batches(order, run, lambda batch: (widths[id(batch[0])], prefix_len,
-                                                        max(scored[id(r)] for r in batch)),
-                             lengths=[widths[id(r)] for r in order], pbar=pbar,
+            order = sorted(rows, key=lambda r: -width(r))
+            self._in_batches(order, run, lambda batch: (width(batch[0]), prefix_len, max(
+                                 sum(len(requests[i][2]) for u in r for h in u.hosts() for i in members[h]) for r in batch)),
+                             lengths=[width(r) for r in order], pbar=pbar,
                              count=lambda batch: sum(len(members[h]) for r in batch for u in r for h in u.hosts()))
 
         def process(hosts: list[tuple], prefix_len: int, cache: Callable) -> None:
