@@ -297,13 +297,16 @@ class HarnessLM(TemplateLM):
             def width(row: list[_Node]) -> int:
                 return sum(u.size for u in row)
 
-            # similar lengths together: little padding
+            def requests_in(row: list[_Node]) -> list[int]:
+                return [i for u in row for h in u.hosts() for i in members[h]]
+
+            def shape(batch: list[list[_Node]]) -> tuple[int, int, int]:  # see _in_batches
+                return width(batch[0]), prefix_len, max(sum(len(requests[i][2]) for i in requests_in(r)) for r in batch)
+
             rows = _rows(sorted(units, key=lambda u: -u.size), self._pack_limit(prefix_len))
-            order = sorted(rows, key=lambda r: -width(r))
-            self._in_batches(order, run, lambda batch: (width(batch[0]), prefix_len, max(
-                                 sum(len(requests[i][2]) for u in r for h in u.hosts() for i in members[h]) for r in batch)),
-                             lengths=[width(r) for r in order], pbar=pbar,
-                             count=lambda batch: sum(len(members[h]) for r in batch for u in r for h in u.hosts()))
+            order = sorted(rows, key=lambda r: -width(r))  # similar lengths together: little padding
+            self._in_batches(order, run, shape, lengths=[width(r) for r in order], pbar=pbar,
+                             count=lambda batch: sum(len(requests_in(r)) for r in batch))
 
         def process(hosts: list[tuple], prefix_len: int, cache: Callable) -> None:
             """hosts: sorted, all sharing tokens [0, prefix_len), whose KV is `cache()`. A cluster of hosts
