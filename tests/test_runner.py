@@ -170,6 +170,50 @@ def test_short_question_trees_share_rows_with_little_padding_and_keep_lm_evals_n
     assert padded - real <= MAX_PAD_FRACTION * padded
 
 
+def test_slices_of_long_rows_stop_where_padding_would_pass_a_few_percent(harness_lm, shared_data):
+    # us history continuation: passages shared by several questions make rows of a few hundred
+    # tokens; once a slice holds batch_size * TOKENS_PER_BATCH_ROW tokens, a row that would make it
+    # pad more than FULL_PAD_FRACTION goes to the next slice (more rows would add padding, not speed)
+    from harness.models.hf import FULL_PAD_FRACTION, TOKENS_PER_BATCH_ROW, HarnessLM
+
+    class Recording(HarnessLM):
+        passes: list[list[int]] = []  # per pass: its row widths
+
+        def _forward_logprobs(self, seqs, keep, cache=None, layouts=None):
+            self.passes.append([len(s) for s in seqs])
+            return super()._forward_logprobs(seqs, keep, cache, layouts=layouts)
+
+    requests = task_instances("mmlu_high_school_us_history_continuation", shared_data, limit=24)
+    ours = Recording(loaded=harness_lm.loaded, batch_size=2)
+    scores = ours.loglikelihood(requests)
+    full = [w for w in ours.passes if (len(w) - 1) * max(w) >= 2 * TOKENS_PER_BATCH_ROW]  # full before its last row
+    assert full
+    assert all(len(w) * max(w) - sum(w) <= FULL_PAD_FRACTION * len(w) * max(w) for w in full)
+    assert_same_loglikelihoods(scores, HarnessLM(loaded=harness_lm.loaded, batch_size=1).loglikelihood(requests))
+
+
+def test_picked_log_probs_and_greedy_flags_are_log_softmax_and_argmax():
+    # _pick runs the log-softmax a few rows at a time and takes greedy from max's indices: the
+    # values of one log_softmax and one argmax over all rows (lm-eval's formula), ties included
+    import torch
+
+    from harness.models.hf import LOG_SOFTMAX_ROWS, HarnessLM
+
+    torch.manual_seed(0)
+    logits = torch.randn(3 * LOG_SOFTMAX_ROWS + 5, 1000) * 4
+    top = logits.amax(dim=-1)
+    logits[2, [10, 20]] = top[2] + 1  # a tie for the max: argmax takes the first index
+    position = [r for r in range(len(logits)) for _ in range(r % 3 + 1)] + [2, 2]
+    token = [int(t) for t in torch.randint(0, 1000, (len(position) - 2,))] + [10, 20]
+    for k in range(0, len(position) - 2, 2):
+        token[k] = int(logits[position[k]].argmax())
+    picked, greedy = HarnessLM._pick(logits, position, token)
+    pos, tok = torch.tensor(position), torch.tensor(token)
+    assert torch.equal(picked, torch.log_softmax(logits, dim=-1)[pos, tok])
+    assert torch.equal(greedy, logits.argmax(dim=-1)[pos] == tok)
+    assert greedy[-2] and not greedy[-1] and greedy.sum() >= (len(position) - 2) // 2
+
+
 def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_lm):
     from harness.models.hf import HarnessLM
 
