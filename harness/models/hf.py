@@ -564,18 +564,17 @@ class HarnessLM(TemplateLM):
         while i < len(items):
             size = min(self.batch_size, len(items) - i)
             if lengths is not None:
-                while size > 1 and sum(lengths[i : i + size]) < (1 - MAX_PAD_FRACTION) * size * lengths[i]:
+                full = self.batch_size * TOKENS_PER_BATCH_ROW
+
+                def too_padded(n: int) -> bool:  # the slice of n rows from i; past `full` tokens, more rows add no speed
+                    limit = MAX_PAD_FRACTION if (n - 1) * lengths[i] < full else FULL_PAD_FRACTION
+                    return sum(lengths[i : i + n]) < (1 - limit) * n * lengths[i]
+
+                while size > 1 and too_padded(size):
                     size -= 1
                 if size == self.batch_size and not self._ran_out_of_memory:  # short rows: more of them
-                    budget = self.batch_size * TOKENS_PER_BATCH_ROW
-                    while (i + size < len(items) and (size + 1) * lengths[i] <= budget
-                           and sum(lengths[i : i + size + 1]) >= (1 - MAX_PAD_FRACTION) * (size + 1) * lengths[i]):
+                    while i + size < len(items) and (size + 1) * lengths[i] <= full and not too_padded(size + 1):
                         size += 1
-                full, fits = self.batch_size * TOKENS_PER_BATCH_ROW, 1  # long rows: a few already fill a pass
-                while fits < size and (fits * lengths[i] < full or sum(lengths[i : i + fits + 1])
-                                       >= (1 - FULL_PAD_FRACTION) * (fits + 1) * lengths[i]):
-                    fits += 1
-                size = fits
             if self.auto_batch:
                 budget = self._memory_budget()
                 while size > 1 and self._batch_bytes(size, *shape(items[i : i + size])) > budget:
