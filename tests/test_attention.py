@@ -47,3 +47,46 @@ def test_what_it_does_not_handle_goes_to_transformers_sdpa():
     torch.testing.assert_close(out, sdpa_attention_forward(encoder, query, key, value, None)[0])
     assert not torch.allclose(out, blocked_sdpa(SimpleNamespace(num_key_value_groups=1, is_causal=True),
                                                 query, key, value, None)[0])
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["causal", "packed"])
+def test_rows_after_a_shared_prefix_attend_it_held_once_with_the_same_outputs(packed):
+    # cascade attention: every row's queries against the prefix in one call, against their own
+    # columns in another, merged by log-sum-exp; the prefix's keys are given once (batch of one)
+    torch.manual_seed(2)
+    rows, heads, groups, q_len, cached, dim = 3, 6, 3, 2 * QUERY_BLOCK + 9, 150, 16
+    query = torch.randn(rows, heads, q_len, dim)
+    key, value = torch.randn(2, rows, heads // groups, q_len, dim)
+    prefix_key, prefix_value = torch.randn(2, 1, heads // groups, cached, dim)
+    full_key = torch.cat([prefix_key.expand(rows, -1, -1, -1), key], dim=2)
+    full_value = torch.cat([prefix_value.expand(rows, -1, -1, -1), value], dim=2)
+    allowed = torch.ones(rows, 1, q_len, cached + q_len, dtype=torch.bool).tril(cached)
+    if packed:  # two trees in row 1: the second sees the prefix and itself, not the first
+        allowed[1, :, 70:, cached:cached + 70] = False
+    mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    module = SimpleNamespace(num_key_value_groups=groups, is_causal=True, layer_idx=1)
+    shared = [None, (prefix_key, prefix_value)]
+    expected = reference(query, full_key, full_value, mask, groups)
+    for given in ((mask, allowed) if packed else (None, mask)):
+        out, _ = blocked_sdpa(module, query, key, value, given, shared_prefix=shared)
+        torch.testing.assert_close(out, expected, atol=2e-6, rtol=1e-5)
+
+
+def test_a_prefix_some_rows_do_not_fully_see_is_joined_to_each_row_instead():
+    from harness.models import attention
+
+    torch.manual_seed(3)
+    rows, heads, q_len, cached, dim = 2, 4, QUERY_BLOCK + 5, 90, 8
+    query = torch.randn(rows, heads, q_len, dim)
+    key, value = torch.randn(2, rows, heads, q_len, dim)
+    prefix_key, prefix_value = torch.randn(2, 1, heads, cached, dim)
+    allowed = torch.ones(rows, 1, q_len, cached + q_len, dtype=torch.bool).tril(cached)
+    allowed[0, :, :, :10] = False  # row 0 does not see the prefix's first columns
+    mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    module = SimpleNamespace(num_key_value_groups=1, is_causal=True, layer_idx=0)
+    assert not attention._cascade_applies(module, cached, mask, 0.0, None, {})
+    assert attention._cascade_applies(module, cached, mask[1:], 0.0, None, {})
+    out, _ = blocked_sdpa(module, query, key, value, mask, shared_prefix=[(prefix_key, prefix_value)])
+    full_key = torch.cat([prefix_key.expand(rows, -1, -1, -1), key], dim=2)
+    full_value = torch.cat([prefix_value.expand(rows, -1, -1, -1), value], dim=2)
+    torch.testing.assert_close(out, reference(query, full_key, full_value, mask, 1), atol=2e-6, rtol=1e-5)

@@ -29,9 +29,22 @@ def test_mmlu_zero_shot_loglikelihoods_match_lm_eval(harness_lm, reference_lm, s
     assert_same_loglikelihoods(harness_lm.loglikelihood(requests), reference_lm.loglikelihood(requests))
 
 
-def test_mmlu_five_shot_loglikelihoods_match_lm_eval(harness_lm, reference_lm, shared_data):
+def test_mmlu_five_shot_loglikelihoods_match_lm_eval(harness_lm, reference_lm, shared_data, monkeypatch):
+    # the 5-shot preamble is cached once; the questions' rows attend it held once (cascade attention)
+    from harness.models import attention
+
+    cascades = []
+    real = attention._cascade
+    monkeypatch.setattr(attention, "_cascade", lambda *a: cascades.append(a[4].shape) or real(*a))
+    from harness.models.hf import HarnessLM
+
     requests = task_instances("mmlu_abstract_algebra", shared_data, num_fewshot=5, limit=4)
-    assert_same_loglikelihoods(harness_lm.loglikelihood(requests), reference_lm.loglikelihood(requests))
+    # pack_max_tokens=0: at limit 4 the preamble and questions would fit in one packed row
+    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=4, pack_max_tokens=0)
+    assert_same_loglikelihoods(ours.loglikelihood(requests), reference_lm.loglikelihood(requests))
+    layers = harness_lm.model.config.num_hidden_layers
+    assert len(cascades) >= layers and len(cascades) % layers == 0  # every layer of the scoring passes
+    assert all(shape[0] == 1 and shape[2] >= 128 for shape in cascades)  # the prefix, once
 
 
 def test_multi_token_choices_match_lm_eval(harness_lm, reference_lm):
@@ -104,7 +117,8 @@ def test_short_rows_fill_a_batch_by_tokens_and_keep_lm_evals_numbers(harness_lm,
 
 
 @pytest.mark.parametrize("pack_max_tokens", [0, 96, 4096], ids=["cached-prefixes", "cache-then-pack", "all-packed"])
-def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, reference_lm, pack_max_tokens):
+def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, reference_lm, pack_max_tokens,
+                                                                monkeypatch):
     # three questions after one long preamble, four multi-token choices each: the preamble is
     # computed once, each question's context once, and only the choices per choice; shared
     # prefixes get a cached pass (KV cache reused) or are packed into one row (trunk, then each
@@ -128,8 +142,17 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
     ours = Recording(loaded=harness_lm.loaded, batch_size=8, pack_max_tokens=pack_max_tokens)
     preamble_len = len(ours.tok_encode(preamble))
     assert 96 < preamble_len < 4096 - 200  # so the three settings take the three layouts
+    # rows after the cached preamble attend it held once (cascade attention), plain or packed rows
+    from harness.models import attention, hf
+
+    monkeypatch.setattr(hf, "CASCADE_MIN_PREFIX", 64)
+    cascades = []
+    real = attention._cascade
+    monkeypatch.setattr(attention, "_cascade", lambda *a: cascades.append(a[6] is not None) or real(*a))
     scores = ours.loglikelihood(requests)
     assert_same_loglikelihoods(scores, reference_lm.loglikelihood(requests))
+    # cached: 12 plain rows; nested: a packed row under our mask; all packed: no cached prefix
+    assert bool(cascades) == (pack_max_tokens != 4096) and (pack_max_tokens != 96 or all(cascades))
     without_sharing = sum(len(ctx) + len(cont) - 1 for ctx, cont in (ours._encode_pair(*r.args) for r in requests))
     assert ours.stats["tokens_computed"] < without_sharing / 3
     if pack_max_tokens == 4096:  # one row holds the prefix tree: preamble, questions, choices, each once

@@ -11,6 +11,15 @@ Measured here on 8 rows x 570 keys x 9 heads: 28 ms a layer against 45 ms, the s
 
 Registered with transformers' AttentionInterface as "harness_sdpa" (masks built as for "sdpa");
 anything it does not handle goes to transformers' own sdpa function unchanged.
+
+A shared prefix (`shared_prefix`, see SharedPrefixLayer): when every row of a batch continues the
+same cached prefix (a k-shot task's description and exemplars), the rows' queries attend it in one
+call, all rows stacked as one long sequence against the prefix's keys held once, and attend their
+own keys in a second; the two partial softmaxes merge by their log-sum-exp (cascade attention).
+The prefix is never copied per row (nor repeated per query head group), and the prefix call is one
+long sequence, the shape the kernel runs best. MMLU 5-shot, 3 subjects (rows of ~60-128 tokens after
+a ~400-token prefix): 606 -> 699 tokens/s (medians of 3 alternating runs, +15 %), log-likelihoods
+within 1.3e-5 of the joined computation (float rounding: the softmax is summed in two parts).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 NAME = "harness_sdpa"
 QUERY_BLOCK = 64  # 32-256 measured; 64 best (blocks of more than 512 keys fall back to the kernel's own split)
@@ -25,15 +35,23 @@ QUERY_BLOCK = 64  # 32-256 measured; 64 best (blocks of more than 512 keys fall 
 
 def blocked_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                 is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+                 is_causal: bool | None = None, shared_prefix: list | None = None,
+                 **kwargs: Any) -> tuple[torch.Tensor, None]:
     """transformers' attention-function signature: query (batch, heads, q, dim), key/value (batch,
-    kv heads, cached + q, dim), the 4D mask (or None: plain causal); returns (batch, q, heads, dim)."""
+    kv heads, cached + q, dim), the 4D mask (or None: plain causal); returns (batch, q, heads, dim).
+    With shared_prefix (per layer: the prefix's keys and values, batch of one), key/value hold the
+    new columns only (see SharedPrefixLayer) and the mask spans prefix + new columns."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
+    if shared_prefix is not None:
+        prefix_key, prefix_value = shared_prefix[module.layer_idx]
+        if _cascade_applies(module, prefix_key.shape[2], attention_mask, dropout, is_causal, kwargs):
+            return _cascade(module, query, key, value, prefix_key, prefix_value, attention_mask, scaling), None
+        rows = query.shape[0]
+        key = torch.cat([prefix_key.expand(rows, -1, -1, -1), key], dim=2)
+        value = torch.cat([prefix_value.expand(rows, -1, -1, -1), value], dim=2)
     q_len, kv_len = query.shape[2], key.shape[2]
-    if (q_len <= QUERY_BLOCK or kv_len < q_len or dropout or is_causal is False
-            or not getattr(module, "is_causal", True) or kwargs.get("output_attentions")
-            or any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "cache"))
+    if (q_len <= QUERY_BLOCK or kv_len < q_len or is_causal is False or _unsupported(module, dropout, kwargs)
             or (attention_mask is not None and attention_mask.dim() != 4)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
@@ -49,6 +67,84 @@ def blocked_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
             query[:, :, a:b], key[:, :, : cached + b], value[:, :, : cached + b],
             attn_mask=attention_mask[:, :, a:b, : cached + b], scale=scaling))
     return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _unsupported(module: torch.nn.Module, dropout: float, kwargs: dict) -> bool:
+    return bool(dropout or not getattr(module, "is_causal", True) or kwargs.get("output_attentions")
+                or any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "cache")))
+
+
+def _cascade_applies(module: torch.nn.Module, cached: int, attention_mask: torch.Tensor | None, dropout: float,
+                     is_causal: bool | None, kwargs: dict) -> bool:
+    """Every query sees every prefix column (mask None is causal after the prefix)."""
+    if _unsupported(module, dropout, kwargs) or is_causal is False:
+        return False
+    if attention_mask is None:
+        return True
+    if attention_mask.dim() != 4:
+        return False
+    seen = attention_mask[..., :cached]
+    return bool(seen.all()) if seen.dtype == torch.bool else not bool(seen.any())
+
+
+def _cascade(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+             prefix_key: torch.Tensor, prefix_value: torch.Tensor, attention_mask: torch.Tensor | None,
+             scaling: float | None) -> torch.Tensor:
+    """Attention over prefix + own columns as two calls merged by log-sum-exp (see the module's doc)."""
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    rows, heads, q_len, dim = query.shape
+    cached = prefix_key.shape[2]
+    groups = getattr(module, "num_key_value_groups", 1)
+    # all rows' queries as one sequence against the prefix, held once
+    stacked = query.transpose(0, 1).reshape(1, heads, rows * q_len, dim)
+    out_p, lse_p = flash(stacked, repeat_kv(prefix_key, groups), repeat_kv(prefix_value, groups), scale=scaling)
+    out_p = out_p.reshape(heads, rows, q_len, dim).transpose(0, 1)
+    lse_p = lse_p.reshape(heads, rows, q_len).transpose(0, 1)
+    # each row against its own columns: causal, or the mask's own part in blocks of queries (see blocked_sdpa)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    if attention_mask is None:
+        out_o, lse_o = flash(query, key, value, is_causal=True, scale=scaling)
+    else:
+        own = attention_mask[..., cached:]
+        if own.dtype == torch.bool:  # the kernel takes additive masks of the query's dtype
+            own = torch.zeros(own.shape, dtype=query.dtype, device=own.device).masked_fill(~own, torch.finfo(query.dtype).min)
+        parts = [flash(query[:, :, a : a + QUERY_BLOCK], key[:, :, : a + QUERY_BLOCK], value[:, :, : a + QUERY_BLOCK],
+                       attn_mask=own[:, :, a : a + QUERY_BLOCK, : a + QUERY_BLOCK], scale=scaling)
+                 for a in range(0, q_len, QUERY_BLOCK)]
+        out_o, lse_o = torch.cat([p[0] for p in parts], dim=2), torch.cat([p[1] for p in parts], dim=2)
+    lse = torch.logaddexp(lse_p, lse_o)
+    out = out_p * (lse_p - lse).exp()[..., None] + out_o * (lse_o - lse).exp()[..., None]
+    return out.to(query.dtype).transpose(1, 2).contiguous()
+
+
+class SharedPrefixLayer(DynamicLayer):
+    """Stands for a DynamicLayer holding a prefix's keys and values (batch of one) in a forward pass
+    whose rows all continue that prefix: it reports the prefix's length (positions, mask sizes) and
+    hands the attention only the new keys and values, which it does not keep; blocked_sdpa reads the
+    prefix from `shared_prefix` (the layers' (keys, values), passed as a model keyword)."""
+
+    def __init__(self, layer: DynamicLayer) -> None:
+        super().__init__()
+        self.__dict__.update(layer.__dict__)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        return key_states, value_states
+
+
+def shared_prefix_view(cache: Any) -> tuple[Any, list] | None:
+    """(a cache of SharedPrefixLayers, the `shared_prefix` keyword) for a DynamicCache of plain
+    layers holding one row, on a model running blocked_sdpa; else None."""
+    import copy
+
+    if type(cache).__name__ != "DynamicCache" or any(
+            type(layer).__name__ != "DynamicLayer" or layer.keys is None or layer.keys.shape[0] != 1
+            for layer in cache.layers):
+        return None
+    view = copy.copy(cache)
+    view.layers = [SharedPrefixLayer(layer) for layer in cache.layers]
+    return view, [(layer.keys, layer.values) for layer in cache.layers]
 
 
 def register() -> str:
