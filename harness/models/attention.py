@@ -60,13 +60,21 @@ def blocked_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
     cached = kv_len - q_len
     if attention_mask is None:  # causal after the cached prefix
         attention_mask = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril(cached)[None, None]
-    out = []
-    for a in range(0, q_len, QUERY_BLOCK):
-        b = min(a + QUERY_BLOCK, q_len)
-        out.append(torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, a:b], key[:, :, : cached + b], value[:, :, : cached + b],
-            attn_mask=attention_mask[:, :, a:b, : cached + b], scale=scaling))
+    out = _by_query_blocks(torch.nn.functional.scaled_dot_product_attention, query, key, value, attention_mask,
+                           cached, scaling)
     return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _by_query_blocks(attend, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
+                     cached: int, scaling: float | None) -> list:
+    """attend(...) per block of QUERY_BLOCK queries [a, b), against keys [0, cached + b) only: a
+    query never sees a later column (see the module's doc)."""
+    blocks = []
+    for a in range(0, query.shape[2], QUERY_BLOCK):
+        end = cached + a + QUERY_BLOCK
+        blocks.append(attend(query[:, :, a : a + QUERY_BLOCK], key[:, :, :end], value[:, :, :end],
+                             attn_mask=mask[:, :, a : a + QUERY_BLOCK, :end], scale=scaling))
+    return blocks
 
 
 def _unsupported(module: torch.nn.Module, dropout: float, kwargs: dict) -> bool:
@@ -110,9 +118,7 @@ def _cascade(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, va
         own = attention_mask[..., cached:]
         if own.dtype == torch.bool:  # the kernel takes additive masks of the query's dtype
             own = torch.zeros(own.shape, dtype=query.dtype, device=own.device).masked_fill(~own, torch.finfo(query.dtype).min)
-        parts = [flash(query[:, :, a : a + QUERY_BLOCK], key[:, :, : a + QUERY_BLOCK], value[:, :, : a + QUERY_BLOCK],
-                       attn_mask=own[:, :, a : a + QUERY_BLOCK, : a + QUERY_BLOCK], scale=scaling)
-                 for a in range(0, q_len, QUERY_BLOCK)]
+        parts = _by_query_blocks(flash, query, key, value, own, 0, scaling)
         out_o, lse_o = torch.cat([p[0] for p in parts], dim=2), torch.cat([p[1] for p in parts], dim=2)
     lse = torch.logaddexp(lse_p, lse_o)
     out = out_p * (lse_p - lse).exp()[..., None] + out_o * (lse_o - lse).exp()[..., None]
