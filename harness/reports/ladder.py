@@ -61,8 +61,7 @@ def ladder_rows(rungs: list[Rung], metric: str | None = None, seed: int = 1234) 
         runner = record.env.get("runner", {})
         per_doc = {str(s.doc_id): (float(s.row[score.metric]), s.target)
                    for s in scored_samples(record.samples(), score).values()}
-        retrieval = {k.split(",", 1)[0]: float(v) for k, v in record.results["results"][task].items()
-                     if k.startswith(("recall@", "mrr@")) and "_stderr" not in k and isinstance(v, (int, float))}
+        retrieval = {s.metric: s.value for s in record.tasks[task].scores if s.metric.startswith(("recall@", "mrr@"))}
         row = RungRow(name, task, record.run_id, score.metric, score.value, score.stderr, len(per_doc) or None,
                       runner.get("tokens_computed"), runner.get("requests_from_cache"), record.env.get("seconds"),
                       retrieval or None)
