@@ -21,7 +21,7 @@ from harness.models.catalog import LoadedModel, cache_dir, load_model
 from harness.models.generation import generation_record
 from harness.models.hf import HarnessLM, distributed_state
 from harness.request_cache import RequestCache
-from harness.scorers.results import attach_statistics
+from harness.scorers.statistics import attach_statistics
 from harness.spec import RunSpec, spec_hash
 from harness.tasks import build_task_manager, load_tasks, resolve_tasks
 

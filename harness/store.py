@@ -2,29 +2,33 @@
 
 A run folder is written under a hidden temporary name and renamed into place when complete, so a
 reader never sees a half-written run. An sqlite index (runs/index.sqlite, WAL mode, so several runs
-may save at once) lists the runs for querying; the folders are the truth and rebuild it.
+may save at once) lists the runs for querying; the folders are the truth and rebuild it. The store
+alone reads and writes run folders: everything else takes a `RunRecord` from `RunStore.load`.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
-import errno
 import re
 import shutil
 import sqlite3
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from lm_eval.utils import handle_non_serializable
 
 from harness.errors import UserError
+from harness.record import RunRecord, scores_frame
 from harness.redact import redact, secret_values
-from harness.scorers.results import is_score
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from harness.engine import FinishedRun
 
 RESULTS = "results.json"
@@ -50,6 +54,7 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._given = os.fspath(root)  # as the user wrote it, for messages
 
     def check_writable(self) -> None:
         """Fail before a run, not after it: the store folder exists or can be made, and takes files."""
@@ -67,12 +72,13 @@ class RunStore:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_name).name).strip("-")[:40] or "model"
         return f"{stamp}-{slug}-{spec_hash[:8]}"
 
-    def save(self, run: "FinishedRun") -> Path:
-        """Store a finished run under a new id (time, model, spec hash); returns its folder."""
+    def save(self, run: FinishedRun) -> Path:
+        """Store a finished run under a new id (time, model, spec hash); returns its folder. The run
+        itself is left as it is: the id goes into the written records only."""
         run_id = self.new_run_id(run.model_name, run.spec_sha256)
-        run.results["harness"]["run_id"] = run_id
-        run.spec_record["run_id"] = run_id
-        return self.write_run(run_id, run.results, flatten_samples(run.samples), run.spec_record, run.env)
+        results = {**run.results, "harness": {**run.results["harness"], "run_id": run_id}}
+        spec = {**run.spec_record, "run_id": run_id}
+        return self.write_run(run_id, results, flatten_samples(run.samples), spec, run.env)
 
     def write_run(
         self,
@@ -183,25 +189,73 @@ class RunStore:
             return []
         return sorted(p for p in self.root.iterdir() if not p.name.startswith(".") and (p / RESULTS).exists())
 
+    # ------------------------------------------------------------------ reading runs
+    def find(self, ref: str | os.PathLike) -> Path:
+        """A run folder given as a path, or as a run id (or unique prefix) in the store."""
+        path = Path(ref)
+        if (path / RESULTS).is_file():
+            return path
+        matches = [p for p in self.runs() if p.name.startswith(os.fspath(ref))]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UserError(f"run '{os.fspath(ref)}' not found: give a run folder or a run id from "
+                            f"`harness runs --runs {self._given}`")
+        raise UserError(f"run '{os.fspath(ref)}' is ambiguous in {self._given}: "
+                        f"{', '.join(p.name for p in matches[:5])}")
+
+    def load(self, run: str | os.PathLike) -> RunRecord:
+        """The record of a run: a run folder, or a run id (or unique prefix) in this store."""
+        return read_record(self.find(run))
+
+    def records(self) -> list[RunRecord]:
+        """Every complete run, oldest first."""
+        return [read_record(p) for p in self.runs()]
+
+
+def find_run(ref: str, runs_dir: str | os.PathLike) -> Path:
+    """A run folder given as a path, or as a run id (or unique prefix) in the store at runs_dir."""
+    return RunStore(runs_dir).find(ref)
+
+
+def read_record(run_dir: str | os.PathLike) -> RunRecord:
+    """A run folder as a RunRecord (samples read when first asked for). Folders of older harness
+    versions load too: spec.json and env.json may be missing."""
+    run_dir = Path(run_dir)
+    results = read_json(run_dir, RESULTS)
+    spec = read_json(run_dir, SPEC) if (run_dir / SPEC).exists() else {}
+    env = read_json(run_dir, ENV) if (run_dir / ENV).exists() else {}
+    return RunRecord(run_dir.name, run_dir, results, spec, env,
+                     sample_reader=(lambda: read_samples(run_dir)) if (run_dir / SAMPLES).exists() else None)
+
+
+def as_record(run: RunRecord | str | os.PathLike) -> RunRecord:
+    """A record as it is; a run folder read into one."""
+    return run if isinstance(run, RunRecord) else read_record(run)
+
+
+def load_runs(path: str | os.PathLike = DEFAULT_RUNS_DIR) -> pd.DataFrame:
+    """A run store (or one run folder) as a DataFrame: one row per run x task x score, with model,
+    variant, spec hash, value, stderr, 95 % interval and n (see harness.record.scores_frame)."""
+    path = Path(path)
+    if (path / RESULTS).is_file():
+        return scores_frame([read_record(path)])
+    if not path.is_dir():
+        raise UserError(f"run store {path} is not a folder: run `harness run` first or give another path")
+    return scores_frame(RunStore(path).records())
+
 
 def index_row(run_dir: Path) -> dict[str, Any]:
     """What the index keeps of a run: ids, model, tasks and each task's main score."""
-    results = read_json(run_dir, RESULTS)
-    env = read_json(run_dir, ENV) if (run_dir / ENV).exists() else {}
-    record = results.get("harness", {})
-    model = record.get("model", {})
-    scores = {}
-    for task, metrics in results.get("results", {}).items():
-        main = next(((k, v) for k, v in metrics.items() if is_score(k, v)), None)  # the task's first metric
-        if main is not None:
-            scores[task] = {"metric": main[0], "value": main[1]}
+    record = read_record(run_dir)
+    scores = {name: {"metric": main.key, "value": main.value} for name, main in record.main_scores().items()}
     return {
-        "run_id": run_dir.name,
-        "created": env.get("started"),
-        "model": model.get("name"),
-        "model_sha256": model.get("sha256"),
-        "spec_sha256": record.get("spec_sha256"),
-        "tasks": sorted(results.get("configs", {})),
+        "run_id": record.run_id,
+        "created": record.created,
+        "model": record.model.get("name"),
+        "model_sha256": record.model.get("sha256"),
+        "spec_sha256": record.spec_sha256,
+        "tasks": sorted(record.results.get("configs", {})),
         "scores": scores,
     }
 

@@ -14,7 +14,7 @@ import pytest
 
 from harness.engine import run_evaluation
 from harness.spec import RunSpec
-from harness.store import ENV, RESULTS, SAMPLES, SPEC, RunStore, read_json, read_samples
+from harness.store import ENV, RESULTS, SAMPLES, SPEC, RunStore, load_runs, read_json, read_samples
 
 pytestmark = pytest.mark.model
 
@@ -96,3 +96,31 @@ def test_a_failed_write_leaves_no_visible_run(tmp_path):
     # the partial folder is kept hidden (its name starts with a dot) for inspection
     assert all(p.name.startswith(".") for p in tmp_path.iterdir())
     json.dumps(store.runs())
+
+
+def test_a_stored_run_loads_as_its_record_and_load_runs_frames_every_score(demo_run, tmp_path):
+    spec, runs, outcome = demo_run
+    record = RunStore(runs).load(outcome.run_dir)
+    assert record.run_id == outcome.run_id and record.spec_sha256 == read_json(outcome.run_dir, SPEC)["spec_sha256"]
+    raw = json.loads((outcome.run_dir / RESULTS).read_text())
+    expected = [(task, key.split(",")[0], key.split(",")[1], value) for task, metrics in raw["results"].items()
+                for key, value in metrics.items() if "," in key and "_stderr," not in key]
+    frame = load_runs(runs)
+    assert list(zip(frame.task, frame.metric, frame["filter"], frame.value)) == expected
+    for row in frame.itertuples():
+        key = f"{row.metric},{row.filter}"
+        assert row.stderr == raw["results"][row.task][f"{row.metric}_stderr,{row.filter}"]
+        assert [row.ci95_lo, row.ci95_hi] == raw["ci95"][row.task][key]
+        assert row.signature == raw["signatures"][row.task][key]
+        assert row.n == raw["n-samples"][row.task]["effective"] == 6
+        assert row.higher_is_better == raw["higher_is_better"][row.task][row.metric]
+    assert set(frame.run_id) == {outcome.run_id} and set(frame.model) == {"smollm2-135m"}
+    assert set(frame.variant) == {""} and set(frame.label) == {"smollm2-135m"}
+    mains = frame[frame.main]
+    assert dict(zip(mains.task, mains.metric)) == {"demo_capitals": "acc", "demo_arithmetic": "exact_match",
+                                                   "demo_text": "word_perplexity"}
+    # another variant of the model: labelled as the leaderboard labels its row
+    other = evaluate_and_store(RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1,
+                                       seed=7), tmp_path)
+    frame = load_runs(other.run_dir)
+    assert set(frame.variant) == {"1-shot; seed 7"} and set(frame.label) == {"smollm2-135m (1-shot; seed 7)"}

@@ -28,7 +28,7 @@ from harness.scorers.bootstrap import Z95, bootstrap_resampled, bootstrap_statis
 from harness.scorers.calibration import choice_confidence, ece_from_sums, ece_rows, expected_calibration_error
 from harness.scorers.classification import confusion_rows, f1_from_counts, f1_rows, mcc_from_confusion
 from harness.scorers.correlation import pearson_from_sums, pearson_rows, spearman_resampled
-from harness.scorers.results import estimate_score
+from harness.scorers.statistics import estimate_score
 from helpers import perturb, read_jsonl, squad_official
 
 OUR_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "corpus_bleu", "corpus_chrf", "squad_exact_match",

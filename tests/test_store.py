@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
-from harness.store import RunStore
+from harness.engine import FinishedRun
+from harness.errors import UserError
+from harness.record import TaskScore, compare_scores
+from harness.store import RunStore, load_runs
 
 
 def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -81,3 +87,96 @@ def test_no_secret_of_the_environment_reaches_an_artifact(tmp_path, smollm2_weig
         assert secret not in text, path.name
     env = json.loads((run_dir / "env.json").read_text())
     assert "the key is ***" in env["argv"]  # masked, not dropped
+
+
+def finished_run(samples: dict) -> FinishedRun:
+    """A finished run as the engine hands it over: lm-eval's results dict (a group, a task, a NaN
+    stderr, a corpus metric logged as items), samples, spec record and environment."""
+    results = {
+        "results": {"t": {"alias": "t", "acc,none": 0.5, "acc_stderr,none": 0.25, "bleu,none": 12.5,
+                          "bleu_stderr,none": float("nan")},
+                    "g": {"alias": "g", "acc,none": 0.5, "acc_stderr,none": 0.25}},
+        "groups": {"g": {"alias": "g", "acc,none": 0.5, "acc_stderr,none": 0.25}},
+        "group_subtasks": {"g": ["t"]},
+        "ci95": {"t": {"acc,none": [0.01, 0.99], "bleu,none": None}},
+        "signatures": {"t": {"acc,none": "acc|ci:normal|lm_eval:0.4.13"}},
+        "higher_is_better": {"t": {"acc": True, "bleu": True}},
+        "n-samples": {"t": {"original": 10, "effective": 4}},
+        "n-shot": {"t": 0},
+        "configs": {"t": {}},
+        "harness": {"spec_sha256": "ab" * 32, "model": {"name": "m", "sha256": "cd" * 32, "dtype": "bfloat16"}},
+    }
+    spec = {"spec_sha256": "ab" * 32, "spec": {"model": "m", "num_fewshot": 0, "tasks": ["g"]}}
+    return FinishedRun("ab" * 32, "m", results, samples, spec, {"started": "2026-11-23T00:00:00+00:00"})
+
+
+def test_save_leaves_the_run_as_it_was_and_load_reads_back_what_it_wrote(tmp_path):
+    samples = {"t": [{"doc_id": i, "doc_hash": f"h{i}", "filter": "none", "acc": float(i % 2),
+                      "arguments": {"gen_args_0": {"arg_0": f"prompt {i}", "arg_1": " a"}}} for i in range(4)]}
+    run = finished_run(samples)
+    before = copy.deepcopy(run)
+    store = RunStore(tmp_path)
+    run_dir = store.save(run)
+    assert run == before  # the id went into the files only
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk["harness"]["run_id"] == run_dir.name == json.loads((run_dir / "spec.json").read_text())["run_id"]
+    assert list(on_disk) == list(run.results) and list(on_disk["harness"])[-1] == "run_id"
+
+    record = store.load(run_dir.name[:12])  # a unique prefix of the id, or the folder
+    assert record == store.load(run_dir) and record.run_id == run_dir.name and record.folder == run_dir
+    assert record.model["sha256"] == "cd" * 32 and record.spec_sha256 == "ab" * 32
+    assert record.created == "2026-11-23T00:00:00+00:00"
+    acc, bleu = record.tasks["t"].scores
+    assert record.main_score("t") == acc
+    assert (acc.metric, acc.filter, acc.value, acc.stderr, acc.ci95, acc.n) == ("acc", "none", 0.5, 0.25, (0.01, 0.99), 4)
+    assert acc.signature == "acc|ci:normal|lm_eval:0.4.13" and acc.higher_is_better
+    assert bleu.stderr is None and bleu.ci95 is None  # NaN: no stderr
+    assert record.tasks["g"].group and record.tasks["g"].members == ("t",) and record.tasks["g"].n is None
+    assert [(s.doc_id, s.key, s.score("acc"), s.row["prompt"]) for s in record.samples()] == [
+        (i, f"{i}:h{i}", float(i % 2), f"prompt {i}") for i in range(4)]
+    assert record.label == "m (0-shot; bfloat16)"
+    frame = load_runs(tmp_path)
+    assert list(zip(frame.task, frame.metric, frame.value, frame.main)) == [
+        ("t", "acc", 0.5, True), ("t", "bleu", 12.5, False), ("g", "acc", 0.5, True)]
+    assert set(frame.variant) == {"0-shot; bfloat16"} and frame.ci95_lo[0] == 0.01 and pd.isna(frame.stderr[1])
+
+    with pytest.raises(UserError, match="not found"):
+        store.load("19991231")
+    store.save(run)
+    with pytest.raises(UserError, match="ambiguous"):
+        store.load(run_dir.name[:4])
+
+
+def test_an_old_folder_with_results_alone_loads(tmp_path):
+    run = tmp_path / "20261123T000000Z-m-abcdef12"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"harness": {"model": {"name": "m"}, "spec_sha256": "abcdef12"},
+                                                  "results": {"t": {"exact_match,strict": 1, "sample_len": 3}},
+                                                  "configs": {"t": {}}}))
+    record = RunStore(tmp_path).load(run.name)
+    assert record.spec == {} and record.env == {} and record.samples() == [] and record.label == "m"
+    (score,) = record.tasks["t"].scores
+    assert (score.metric, score.filter, score.value, score.stderr, score.n) == ("exact_match", "strict", 1.0, None, None)
+    assert len(load_runs(run)) == 1
+
+
+def test_compare_scores_pairs_documents_where_both_have_them_else_z_tests(tmp_path):
+    from scipy.stats import binomtest, norm
+
+    def score(value, stderr):
+        return TaskScore("t", "acc", "none", value, stderr, None, None, True, None)
+
+    a = {f"{i}:h": float(i % 3 == 0) for i in range(30)}
+    b = {f"{i}:h": float(i % 2 == 0) for i in range(30)}
+    test = compare_scores(score(0.3, 0.1), score(0.5, 0.1), a, b)
+    a_only = sum(a[k] == 1 and b[k] == 0 for k in a)
+    b_only = sum(a[k] == 0 and b[k] == 1 for k in a)
+    assert (test.test, test.n, test.a_only, test.b_only) == ("mcnemar", 30, a_only, b_only)
+    assert test.p_value == pytest.approx(binomtest(b_only, a_only + b_only, 0.5).pvalue, rel=1e-12)
+    assert test.delta == pytest.approx(sum(b.values()) / 30 - sum(a.values()) / 30)
+    # no document in common (a corpus metric, a group): the z-test on the two standard errors
+    test = compare_scores(score(0.3, 0.1), score(0.5, 0.2), a, {})
+    se = math.hypot(0.1, 0.2)
+    assert test.test == "z-test (unpaired)" and test.n == 0
+    assert test.p_value == pytest.approx(2 * norm.sf(0.2 / se), rel=1e-9)
+    assert test.ci95 == pytest.approx((0.2 - norm.ppf(0.975) * se, 0.2 + norm.ppf(0.975) * se), rel=1e-6)

@@ -9,16 +9,15 @@ standard errors, unpaired and so conservative.
 
 from __future__ import annotations
 
-import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.reports.leaderboard import sample_view
-from harness.scorers.paired import PairedTest, compare_paired, unpaired_z
-from harness.scorers.results import is_score
-from harness.store import RESULTS, RunStore, read_json, read_samples
+from harness.record import RunRecord, TaskScore, compare_scores, doc_order, scored_samples
+from harness.scorers.paired import PairedTest
+from harness.store import as_record, find_run  # noqa: F401  find_run: where the CLI imports it from today
 
 MAX_LISTED = 200  # flipped samples and differing outputs listed per task in the markdown
 
@@ -43,85 +42,33 @@ class TaskDelta:
         return self.test.p_value < alpha
 
 
-def find_run(ref: str, runs_dir: str | Path) -> Path:
-    """A run folder given as a path, or as a run id (or unique prefix) in the store."""
-    path = Path(ref)
-    if (path / RESULTS).is_file():
-        return path
-    matches = [p for p in RunStore(runs_dir).runs() if p.name.startswith(ref)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise UserError(f"run '{ref}' not found: give a run folder or a run id from `harness runs --runs {runs_dir}`")
-    raise UserError(f"run '{ref}' is ambiguous in {runs_dir}: {', '.join(p.name for p in matches[:5])}")
-
-
-def main_metrics(results: dict[str, Any]) -> dict[str, tuple[str, str, float, float | None, bool]]:
-    """Per task (leaf tasks and groups): metric, filter, value, stderr, higher is better."""
-    out = {}
-    for task, metrics in {**results.get("results", {}), **results.get("groups", {})}.items():
-        main = next(((k, v) for k, v in metrics.items() if is_score(k, v)), None)
-        if main is None:
-            continue
-        metric, filt = main[0].split(",", 1)
-        se = metrics.get(f"{metric}_stderr,{filt}")
-        se = float(se) if isinstance(se, (int, float)) and math.isfinite(se) else None
-        higher = bool(results.get("higher_is_better", {}).get(task, {}).get(metric, True))
-        out[task] = (metric, filt, float(main[1]), se, higher)
-    return out
-
-
-def per_sample(samples: list[dict[str, Any]], task: str, metric: str, filt: str) -> dict[str, dict[str, Any]]:
-    """doc key -> the sample row of task under the filter, for rows whose metric is a number."""
-    rows = {}
-    for s in samples:
-        if s.get("task") == task and s.get("filter", "none") == filt and isinstance(s.get(metric), (int, float)):
-            rows[f"{s.get('doc_id')}:{s.get('doc_hash', '')}"] = s
-    return rows
-
-
-def compare_runs(a_dir: Path, b_dir: Path, seed: int = 1234) -> list[TaskDelta]:
+def compare_runs(a_run: RunRecord | str | os.PathLike, b_run: RunRecord | str | os.PathLike,
+                 seed: int = 1234) -> list[TaskDelta]:
     """Per task the two runs share: the main metric of each, a paired test, flips and differing outputs."""
-    ra, rb = main_metrics(read_json(a_dir, RESULTS)), main_metrics(read_json(b_dir, RESULTS))
-    common = [t for t in ra if t in rb and ra[t][:2] == rb[t][:2]]
+    a, b = as_record(a_run), as_record(b_run)
+    ra, rb = a.main_scores(), b.main_scores()
+    common = [t for t in ra if t in rb and (ra[t].metric, ra[t].filter) == (rb[t].metric, rb[t].filter)]
     if not common:
-        raise UserError(f"runs {a_dir.name} and {b_dir.name} share no task scored with the same metric")
-    sa, sb = _samples(a_dir), _samples(b_dir)
-    deltas = []
-    for task in sorted(common):
-        metric, filt, va, se_a, higher = ra[task]
-        vb, se_b = rb[task][2], rb[task][3]
-        rows_a, rows_b = per_sample(sa, task, metric, filt), per_sample(sb, task, metric, filt)
-        paired = sorted(set(rows_a) & set(rows_b), key=_doc_order)
-        if paired:
-            test = compare_paired([rows_a[k][metric] for k in paired], [rows_b[k][metric] for k in paired], seed=seed)
-        else:  # a group, or a corpus-level metric: no per-sample scores to pair
-            ci, p = unpaired_z(va, se_a, vb, se_b)
-            test = PairedTest("z-test (unpaired)", vb - va, ci, p, 0)
-        delta = TaskDelta(task, metric, filt, higher, va, vb, test)
-        for key in paired:
-            view_a, view_b = sample_view(rows_a[key]), sample_view(rows_b[key])
-            side = {"id": view_a["id"], "prompt": view_a["prompt"], "target": view_a["target"],
-                    "a_output": view_a["output"], "b_output": view_b["output"],
-                    "a_score": rows_a[key][metric], "b_score": rows_b[key][metric]}
-            if test.test == "mcnemar" and rows_a[key][metric] != rows_b[key][metric]:
-                delta.flips.append(side)
-            if view_a["output"] != view_b["output"]:
-                delta.outputs.append(side)
-        deltas.append(delta)
-    return deltas
+        raise UserError(f"runs {a.run_id} and {b.run_id} share no task scored with the same metric")
+    return [_delta(ra[task], rb[task], a, b, seed) for task in sorted(common)]
 
 
-def _doc_order(key: str) -> tuple:
-    doc_id = key.split(":", 1)[0]
-    return (0, int(doc_id), key) if doc_id.isdigit() else (1, 0, key)
-
-
-def _samples(run_dir: Path) -> list[dict[str, Any]]:
-    try:
-        return read_samples(run_dir)
-    except OSError:
-        return []  # compared on summary scores alone
+def _delta(sa: TaskScore, sb: TaskScore, a: RunRecord, b: RunRecord, seed: int) -> TaskDelta:
+    rows_a, rows_b = scored_samples(a.samples(), sa), scored_samples(b.samples(), sb)
+    metric = sa.metric
+    test = compare_scores(sa, sb, {k: s.row[metric] for k, s in rows_a.items()},
+                          {k: s.row[metric] for k, s in rows_b.items()}, seed=seed)
+    delta = TaskDelta(sa.task, metric, sa.filter, sa.higher_is_better, sa.value, sb.value, test)
+    for key in sorted(set(rows_a) & set(rows_b), key=doc_order):
+        view_a, view_b = rows_a[key].view, rows_b[key].view
+        side = {"id": view_a.id, "prompt": view_a.prompt, "target": view_a.target,
+                "a_output": view_a.output, "b_output": view_b.output,
+                "a_score": rows_a[key].row[metric], "b_score": rows_b[key].row[metric]}
+        if test.test == "mcnemar" and rows_a[key].row[metric] != rows_b[key].row[metric]:
+            delta.flips.append(side)
+        if view_a.output != view_b.output:
+            delta.outputs.append(side)
+    return delta
 
 
 def comparison_markdown(names: list[str], comparisons: list[list[TaskDelta]], alpha: float = 0.05) -> str:

@@ -10,15 +10,16 @@ the two standard errors. The verdict is written as markdown (GitHub's step summa
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 from harness.errors import UserError
-from harness.reports.compare import main_metrics, per_sample
-from harness.scorers.paired import PairedTest, compare_paired, unpaired_z
-from harness.store import RESULTS, read_json, read_samples
+from harness.record import RunRecord, TaskScore, compare_scores, scored_samples
+from harness.scorers.paired import PairedTest
+from harness.store import as_record
 
 BASELINE_FORMAT = 1
 
@@ -72,26 +73,31 @@ def parse_max_drops(values) -> tuple[float, dict[str, float]]:
     return default, per_task
 
 
-def baseline_of(run_dir: Path, with_samples: bool = True) -> dict[str, Any]:
+def baseline_of(run: RunRecord | str | os.PathLike, with_samples: bool = True) -> dict[str, Any]:
     """A run's scores as a baseline: per task its main metric, value, stderr and (optionally) per-doc scores."""
-    results = read_json(run_dir, RESULTS)
-    samples = read_samples(run_dir) if with_samples and (run_dir / "samples.jsonl.gz").exists() else []
+    record = as_record(run)
+    samples = record.samples() if with_samples else []
     tasks = {}
-    for task, (metric, filt, value, se, higher) in main_metrics(results).items():
-        entry: dict[str, Any] = {"metric": metric, "filter": filt, "value": value, "stderr": se, "higher_is_better": higher,
-                                 "n": results.get("n-samples", {}).get(task, {}).get("effective")}
-        rows = per_sample(samples, task, metric, filt)
+    for task, main in record.main_scores().items():
+        entry: dict[str, Any] = {"metric": main.metric, "filter": main.filter, "value": main.value,
+                                 "stderr": main.stderr, "higher_is_better": main.higher_is_better, "n": main.n}
+        rows = scored_samples(samples, main)
         if rows:
-            entry["scores"] = {key: row[metric] for key, row in sorted(rows.items())}
+            entry["scores"] = {key: row.row[main.metric] for key, row in sorted(rows.items())}
         tasks[task] = entry
-    record = results.get("harness", {})
-    return {"harness_baseline": BASELINE_FORMAT, "run_id": run_dir.name, "spec_sha256": record.get("spec_sha256"),
-            "model": {k: record.get("model", {}).get(k) for k in ("name", "sha256", "dtype")}, "tasks": tasks}
+    return {"harness_baseline": BASELINE_FORMAT, "run_id": record.run_id, "spec_sha256": record.spec_sha256,
+            "model": {k: record.model.get(k) for k in ("name", "sha256", "dtype")}, "tasks": tasks}
 
 
-def write_baseline(run_dir: Path, out: Path, with_samples: bool = True) -> dict[str, Any]:
-    """Write baseline_of(run_dir) as the JSON a user commits for `harness check`."""
-    baseline = baseline_of(run_dir, with_samples)
+def _score(task: str, entry: dict[str, Any]) -> TaskScore:
+    """A baseline entry as the score it records."""
+    return TaskScore(task, entry["metric"], entry.get("filter", "none"), entry["value"], entry.get("stderr"), None,
+                     None, entry.get("higher_is_better", True), entry.get("n"))
+
+
+def write_baseline(run: RunRecord | str | os.PathLike, out: Path, with_samples: bool = True) -> dict[str, Any]:
+    """Write baseline_of(run) as the JSON a user commits for `harness check`."""
+    baseline = baseline_of(run, with_samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return baseline
@@ -110,10 +116,10 @@ def load_baseline(ref: Path) -> dict[str, Any]:
     return baseline
 
 
-def check(candidate_dir: Path, baseline: dict[str, Any], max_drop: float, task_max_drop: dict[str, float],
-          alpha: float, seed: int = 1234) -> GateResult:
+def check(candidate_run: RunRecord | str | os.PathLike, baseline: dict[str, Any], max_drop: float,
+          task_max_drop: dict[str, float], alpha: float, seed: int = 1234) -> GateResult:
     """Verdict per baseline task present in the candidate."""
-    candidate = baseline_of(candidate_dir)
+    candidate = baseline_of(candidate_run)
     unknown = sorted(set(task_max_drop) - set(baseline["tasks"]))
     if unknown:
         raise UserError(f"--max-drop names tasks the baseline does not have: {', '.join(unknown)}")
@@ -123,12 +129,9 @@ def check(candidate_dir: Path, baseline: dict[str, Any], max_drop: float, task_m
         if cand is None or cand["metric"] != base["metric"]:
             missing.append(task)
             continue
-        paired = sorted(set(base.get("scores", {})) & set(cand.get("scores", {})))
-        if paired:
-            test = compare_paired([base["scores"][k] for k in paired], [cand["scores"][k] for k in paired], seed=seed)
-        else:
-            ci, p = unpaired_z(base["value"], base.get("stderr"), cand["value"], cand.get("stderr"))
-            test = PairedTest("z-test (unpaired)", cand["value"] - base["value"], ci, p, 0)
+        # documents in key order (a baseline file's order), not doc_order: the bootstrap draws depend on it
+        test = compare_scores(_score(task, base), _score(task, cand), base.get("scores", {}), cand.get("scores", {}),
+                              order=None, seed=seed)
         verdicts.append(TaskVerdict(task, base["metric"], base.get("higher_is_better", True), base["value"], cand["value"],
                                     test, task_max_drop.get(task, max_drop), alpha))
     return GateResult(verdicts, missing)

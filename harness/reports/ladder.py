@@ -8,15 +8,16 @@ targets differ are not paired; with none left the test falls back to the unpaire
 
 from __future__ import annotations
 
-import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.reports.compare import main_metrics, md_cell
-from harness.scorers.paired import PairedTest, compare_paired, unpaired_z
-from harness.store import ENV, RESULTS, read_json, read_samples
+from harness.record import RunRecord, TaskScore, compare_scores, scored_samples
+from harness.reports.compare import md_cell
+from harness.scorers.paired import PairedTest
+from harness.store import as_record
 
 Z95 = 1.959963984540054
 
@@ -44,65 +45,56 @@ class RungRow:
         return (self.value - Z95 * self.stderr, self.value + Z95 * self.stderr)
 
 
-def ladder_rows(rungs: list[tuple[str, str, Path | None, str | None]], metric: str | None = None,
-                seed: int = 1234) -> list[RungRow]:
-    """rungs: (name, task, run folder or None, why skipped). The first rung run is the reference."""
-    rows, reference = [], None
-    for name, task, run_dir, skipped in rungs:
-        if run_dir is None:
+Rung = tuple[str, str, "RunRecord | str | os.PathLike | None", "str | None"]
+
+
+def ladder_rows(rungs: list[Rung], metric: str | None = None, seed: int = 1234) -> list[RungRow]:
+    """rungs: (name, task, run (a record or its folder) or None, why skipped). The first rung run is the reference."""
+    rows: list[RungRow] = []
+    reference: tuple[TaskScore, dict[str, tuple[float, Any]]] | None = None
+    for name, task, run, skipped in rungs:
+        if run is None:
             rows.append(RungRow(name, task, None, skipped=skipped or "not run"))
             continue
-        results = read_json(run_dir, RESULTS)
-        mains = main_metrics(results)
-        if task not in mains:
-            raise UserError(f"run {run_dir.name} has no score for task '{task}'")
-        main_metric, filt, value, se, _ = mains[task]
-        if metric is not None and main_metric != metric:
-            scores = results["results"][task]
-            key = next((k for k in scores if k.split(",", 1)[0] == metric), None)
-            if key is None:
-                raise UserError(f"task '{task}' has no metric '{metric}' (it has {main_metric})")
-            filt = key.split(",", 1)[1]
-            value = float(scores[key])
-            se_value = scores.get(f"{metric}_stderr,{filt}")
-            se = float(se_value) if isinstance(se_value, (int, float)) and math.isfinite(se_value) else None
-            main_metric = metric
-        env = read_json(run_dir, ENV)
-        runner = env.get("runner", {})
-        per_doc = _per_doc(run_dir, task, main_metric, filt)
-        retrieval = {k.split(",", 1)[0]: float(v) for k, v in results["results"][task].items()
-                     if k.startswith(("recall@", "mrr@")) and "_stderr" not in k and isinstance(v, (int, float))}
-        row = RungRow(name, task, run_dir.name, main_metric, value, se, len(per_doc) or None,
-                      runner.get("tokens_computed"), runner.get("requests_from_cache"), env.get("seconds"),
+        record = as_record(run)
+        score = _score(record, task, metric)
+        runner = record.env.get("runner", {})
+        per_doc = {str(s.doc_id): (float(s.row[score.metric]), s.target)
+                   for s in scored_samples(record.samples(), score).values()}
+        retrieval = {s.metric: s.value for s in record.tasks[task].scores if s.metric.startswith(("recall@", "mrr@"))}
+        row = RungRow(name, task, record.run_id, score.metric, score.value, score.stderr, len(per_doc) or None,
+                      runner.get("tokens_computed"), runner.get("requests_from_cache"), record.env.get("seconds"),
                       retrieval or None)
         if reference is None:
-            reference = (row, per_doc)
+            reference = (score, per_doc)
         else:
-            row.test = _against(reference, row, per_doc, seed)
+            row.test = _against(reference, score, per_doc, seed)
         rows.append(row)
     if reference is None:
         raise UserError("the ladder has no rung that ran")
     return rows
 
 
-def _per_doc(run_dir: Path, task: str, metric: str, filt: str) -> dict[str, tuple[float, Any]]:
-    """doc id -> (score, target) of task's samples under the filter."""
-    try:
-        samples = read_samples(run_dir)
-    except OSError:
-        return {}
-    return {str(s.get("doc_id")): (float(s[metric]), s.get("target")) for s in samples
-            if s.get("task") == task and s.get("filter", "none") == filt and isinstance(s.get(metric), (int, float))}
+def _score(record: RunRecord, task: str, metric: str | None) -> TaskScore:
+    """The task's main score, or its score of the ladder's metric."""
+    main = record.main_score(task)
+    if main is None:
+        raise UserError(f"run {record.run_id} has no score for task '{task}'")
+    if metric is None or main.metric == metric:
+        return main
+    named = record.tasks[task].score(metric)
+    if named is None:
+        raise UserError(f"task '{task}' has no metric '{metric}' (it has {main.metric})")
+    return named
 
 
-def _against(reference: tuple[RungRow, dict], row: RungRow, per_doc: dict, seed: int) -> PairedTest:
-    ref_row, ref_docs = reference
-    paired = sorted((k for k in set(ref_docs) & set(per_doc) if ref_docs[k][1] == per_doc[k][1]),
-                    key=lambda k: (0, int(k)) if k.isdigit() else (1, k))
-    if paired:
-        return compare_paired([ref_docs[k][0] for k in paired], [per_doc[k][0] for k in paired], seed=seed)
-    ci, p = unpaired_z(ref_row.value, ref_row.stderr, row.value, row.stderr)
-    return PairedTest("z-test (unpaired)", row.value - ref_row.value, ci, p, 0)
+def _against(reference: tuple[TaskScore, dict[str, tuple[float, Any]]], score: TaskScore,
+             per_doc: dict[str, tuple[float, Any]], seed: int) -> PairedTest:
+    """The rung against the reference rung, paired by document where both have the same target."""
+    ref_score, ref_docs = reference
+    same = {k for k in set(ref_docs) & set(per_doc) if ref_docs[k][1] == per_doc[k][1]}
+    return compare_scores(ref_score, score, {k: ref_docs[k][0] for k in same}, {k: per_doc[k][0] for k in same},
+                          seed=seed)
 
 
 def ladder_markdown(title: str, description: str, rows: list[RungRow], alpha: float = 0.05) -> str:
@@ -140,7 +132,7 @@ def render_ladder(title: str, description: str, rows: list[RungRow], out: str | 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ran = [r for r in rows if r.value is not None]
-    top = max([(r.ci95 or (0, r.value))[1] for r in ran] + [1e-9])
+    top = max([r.ci95[1] if r.ci95 else r.value for r in ran if r.value is not None] + [1e-9])
     data = []
     for r in rows:
         entry = {"name": r.name, "task": r.task, "run_id": r.run_id, "skipped": r.skipped, "metric": r.metric,

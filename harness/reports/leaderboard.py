@@ -17,20 +17,19 @@ import base64
 import gzip
 import json
 import math
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from harness.errors import UserError
 from harness.hashing import json_sha256
+from harness.record import RunRecord, sample_view
 from harness.reports.html import script_json
-from harness.scorers.results import is_score
-from harness.store import ENV, RESULTS, SPEC, RunStore, read_json, read_samples
+from harness.store import RunStore, as_record
 
 SAMPLES_PER_CHUNK = 2000  # samples of one cell are compressed in chunks the browser unpacks on demand
-# what makes a row (a --limit does not: each cell shows how many samples it scored)
-_VARIANT_SETTINGS = ("num_fewshot", "apply_chat_template", "system_instruction", "gen_kwargs", "seed",
-                     "adapter", "rag", "strategy")
 
 
 @dataclass
@@ -62,33 +61,20 @@ class Leaderboard:
     runs: dict[str, dict[str, Any]]  # run id -> metadata shown behind each cell
 
 
-def build_leaderboard(runs: Iterable[Path]) -> Leaderboard:
-    """Rows, columns and rankings from run folders (oldest first, so later runs win a cell)."""
+def build_leaderboard(runs: Iterable[RunRecord | str | os.PathLike]) -> Leaderboard:
+    """Rows, columns and rankings from runs (records, or their folders; by run id, so later runs win a cell)."""
     rows: dict[str, Row] = {}
     tasks: dict[str, dict[str, Any]] = {}
     meta: dict[str, dict[str, Any]] = {}
-    for run_dir in sorted(runs, key=lambda p: p.name):
-        results = read_json(run_dir, RESULTS)
-        spec = read_json(run_dir, SPEC) if (run_dir / SPEC).exists() else {}
-        env = read_json(run_dir, ENV) if (run_dir / ENV).exists() else {}
-        identity = results.get("harness", {}).get("model", {})
-        settings = spec.get("spec", {})
-        variant = {k: settings[k] for k in _VARIANT_SETTINGS if _set(settings.get(k))}
-        adapter = identity.get("adapter")
-        if adapter:  # the adapter's content, not its path, makes the row; the label shows its name
-            variant["adapter"] = {"name": adapter.get("name", "adapter") + (" merged" if adapter.get("merged") else ""),
-                                  "sha256": adapter.get("sha256")}
-        else:
-            variant.pop("adapter", None)
-        if identity.get("dtype") not in (None, "float32"):  # the dtype used, whether asked for or by default
-            variant["dtype"] = identity["dtype"]
+    for record in sorted((as_record(r) for r in runs), key=lambda r: r.run_id):
+        identity, variant = record.model, record.variant
         key = json_sha256({"model": identity.get("sha256") or identity.get("name"), "variant": variant})
-        row = rows.setdefault(key, Row(key, variant_label(identity.get("name") or run_dir.name, variant),
-                                       identity.get("name") or "", variant))
-        meta[run_dir.name] = {"created": env.get("started"), "spec_sha256": results.get("harness", {}).get("spec_sha256"),
-                              "model": identity, "settings": settings, "seconds": env.get("seconds"),
-                              "libraries": env.get("libraries"), "device": env.get("device")}
-        for task, cell, column in _cells(results, run_dir.name, env.get("started")):
+        row = rows.setdefault(key, Row(key, record.label, identity.get("name") or "", variant))
+        env = record.env
+        meta[record.run_id] = {"created": record.created, "spec_sha256": record.spec_sha256, "model": identity,
+                               "settings": record.settings, "seconds": env.get("seconds"),
+                               "libraries": env.get("libraries"), "device": env.get("device")}
+        for task, cell, column in _cells(record):
             row.cells[task] = cell
             tasks.setdefault(task, column)
     ordered = sorted(tasks.values(), key=lambda t: t["name"])
@@ -97,54 +83,17 @@ def build_leaderboard(runs: Iterable[Path]) -> Leaderboard:
     return Leaderboard(board_rows, ordered, meta)
 
 
-def _set(value: Any) -> bool:
-    """A setting given a value (0 shots is one; None, False and empty are not)."""
-    return value is not None and value is not False and value != {} and value != []
-
-
-def variant_label(model: str, variant: dict[str, Any]) -> str:
-    """The model name, plus what makes this row differ from the model's defaults (5-shot, chat...)."""
-    parts = []
-    if "num_fewshot" in variant:
-        parts.append(f"{variant['num_fewshot']}-shot")
-    if variant.get("apply_chat_template"):
-        parts.append("chat")
-    if "system_instruction" in variant:
-        parts.append("system prompt")
-    if "gen_kwargs" in variant:
-        parts.append(",".join(f"{k}={v}" for k, v in sorted(variant["gen_kwargs"].items())))
-    for key in ("adapter", "rag", "strategy"):
-        if key in variant:
-            parts.append(str(variant[key] if not isinstance(variant[key], dict) else variant[key].get("name", key)))
-    if "dtype" in variant:
-        parts.append(variant["dtype"])
-    if "seed" in variant:
-        parts.append(f"seed {variant['seed']}")
-    return model + (f" ({'; '.join(parts)})" if parts else "")
-
-
-def _cells(results: dict[str, Any], run_id: str, created: str | None):
+def _cells(record: RunRecord):
     """(column, cell, column description) for each top-level task or group of a run."""
-    scores = {**results.get("results", {}), **results.get("groups", {})}
     # a member of a group with a score of its own is shown under it (per-task view); members of
     # groups without one (demo) are columns themselves
-    scored = {name for name, metrics in scores.items() if any(is_score(k, v) for k, v in metrics.items())}
-    subtasks = {t for group, members in results.get("group_subtasks", {}).items() if group in scored for t in members}
-    for task, metrics in scores.items():
-        main = next(((k, v) for k, v in metrics.items() if is_score(k, v)), None)  # the task's first metric
-        if main is None:
-            continue
-        key, value = main
-        metric, filt = key.split(",", 1)
-        stderr = metrics.get(f"{metric}_stderr,{filt}")
-        ci = results.get("ci95", {}).get(task, {}).get(key)
-        higher = results.get("higher_is_better", {}).get(task, {}).get(metric, True)
-        column = {"name": task, "metric": metric if filt == "none" else f"{metric} ({filt})",
-                  "higher_is_better": bool(higher), "top_level": task not in subtasks,
-                  "members": results.get("group_subtasks", {}).get(task, [])}
-        yield task, Cell(float(value), column["metric"], tuple(ci) if ci else None,
-                         float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
-                         results.get("n-samples", {}).get(task, {}).get("effective"), run_id, created), column
+    scored = {name for name, t in record.tasks.items() if t.scores}
+    group_subtasks = record.results.get("group_subtasks", {})
+    subtasks = {t for group, members in group_subtasks.items() if group in scored for t in members}
+    for task, main in record.main_scores().items():
+        column = {"name": task, "metric": main.label, "higher_is_better": main.higher_is_better,
+                  "top_level": task not in subtasks, "members": group_subtasks.get(task, [])}
+        yield task, Cell(main.value, main.label, main.ci95, main.stderr, main.n, record.run_id, record.created), column
 
 
 def _rank(rows: list[Row], tasks: list[dict[str, Any]]) -> None:
@@ -172,34 +121,6 @@ def _averageable(value: float, task: dict[str, Any]) -> bool:
 
 
 # ---------------------------------------------------------------------------------- samples
-def sample_view(row: dict[str, Any]) -> dict[str, Any]:
-    """What the sample browser shows of one stored sample: prompt, output, target, score, correct."""
-    args = row.get("arguments") or []
-    resps = row.get("filtered_resps") or []
-    metric = next((m for m in row.get("metrics") or [] if isinstance(row.get(m), (int, float))), None)
-    score = row.get(metric) if metric else None
-    choices = [a[1] for a in args if isinstance(a, (list, tuple)) and len(a) > 1 and isinstance(a[1], str)]
-    if resps and isinstance(resps[0], (list, tuple)) and len(choices) == len(resps):  # multiple choice
-        best = max(range(len(resps)), key=lambda i: resps[i][0])
-        output = choices[best]
-        target = row.get("target")
-        try:
-            target = choices[int(target)]
-        except (TypeError, ValueError, IndexError):
-            pass
-    else:
-        output = resps[0] if resps and isinstance(resps[0], str) else json.dumps(resps)[:500]
-        target = row.get("target")
-    return {"id": row.get("doc_id"), "prompt": str(row.get("prompt") or ""), "output": str(output),
-            "target": target if isinstance(target, str) else json.dumps(target, ensure_ascii=False),
-            "metric": metric, "score": score,
-            # right or wrong only where the metric is a per-sample 0/1 (not ROUGE, F1 or perplexity)
-            "correct": bool(score == 1.0) if metric in _RIGHT_OR_WRONG and score is not None else None}
-
-
-_RIGHT_OR_WRONG = {"acc", "acc_norm", "exact_match", "squad_exact_match"}
-
-
 def pack_samples(samples: list[dict[str, Any]]) -> list[str]:
     """Samples as base64 gzip JSON chunks: compact in the page, unpacked by the browser when opened."""
     return [base64.b64encode(gzip.compress(json.dumps(samples[i : i + SAMPLES_PER_CHUNK], ensure_ascii=False)
@@ -207,20 +128,17 @@ def pack_samples(samples: list[dict[str, Any]]) -> list[str]:
             for i in range(0, len(samples), SAMPLES_PER_CHUNK)]
 
 
-def board_samples(board: Leaderboard, runs_root: Path) -> dict[str, list[str]]:
-    """Per row and column ('row key|task'), the cell's samples packed for the page."""
-    cached: dict[str, dict[str, list[dict[str, Any]]]] = {}
+def board_samples(board: Leaderboard, records: Mapping[str, RunRecord]) -> dict[str, list[str]]:
+    """Per row and column ('row key|task'), the cell's samples (of records, by run id) packed for the page."""
+    cached: dict[str, dict[str | None, list[dict[str, Any]]]] = {}
     columns = {t["name"]: t for t in board.tasks}
     packed = {}
     for row in board.rows:
         for task, cell in row.cells.items():
             if cell.run_id not in cached:
-                by_task: dict[str, list[dict[str, Any]]] = {}
-                try:
-                    for sample in read_samples(runs_root / cell.run_id):
-                        by_task.setdefault(sample.get("task"), []).append(sample_view(sample))
-                except OSError:
-                    pass  # a run without samples: its cells show none
+                by_task: dict[str | None, list[dict[str, Any]]] = {}
+                for sample in records[cell.run_id].read_samples():  # without samples: no cells' samples
+                    by_task.setdefault(sample.task, []).append(sample_view(sample.row).as_dict())
                 cached[cell.run_id] = by_task
             # a group's cell browses its members' samples (subgroups expanded)
             found = [s for name in _leaves(task, columns) for s in cached[cell.run_id].get(name, [])]
@@ -238,11 +156,11 @@ def leaderboard_from_store(runs_dir: str | Path) -> tuple[Leaderboard, dict[str,
     store = RunStore(runs_dir)
     if not store.root.is_dir():
         raise UserError(f"run store '{store.root}' is not a folder: run `harness run` first or give --runs")
-    runs = store.runs()
-    if not runs:
+    records = store.records()
+    if not records:
         raise UserError(f"no runs in '{store.root}': run `harness run --output {store.root}` first")
-    board = build_leaderboard(runs)
-    return board, board_samples(board, store.root)
+    board = build_leaderboard(records)
+    return board, board_samples(board, {r.run_id: r for r in records})
 
 
 # ---------------------------------------------------------------------------------- page

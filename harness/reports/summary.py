@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from harness.record import RunRecord, task_records
 
-def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of task, shots, n, metric, value, stderr, 95% interval, signature (groups first)."""
-    rows = []
+
+def summary_rows(run: RunRecord | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows of task, shots, n, metric, value, stderr, 95% interval, signature (groups first), of a run
+    (its record, or lm-eval's results dict of a run just finished)."""
+    results, tasks = (run.results, run.tasks) if isinstance(run, RunRecord) else (run, task_records(run))
     groups = list(results.get("groups", {}))
     order = groups + [t for t in results.get("results", {}) if t not in groups]
-    for name in order:
-        metrics = results.get("groups", {}).get(name) or results["results"].get(name, {})
-        n = results.get("n-samples", {}).get(name, {}).get("effective")
-        for key, value in metrics.items():
-            if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
-                continue
-            metric, filt = key.split(",", 1)
-            stderr = metrics.get(f"{metric}_stderr,{filt}")
-            ci = results.get("ci95", {}).get(name, {}).get(key)
-            rows.append(
-                {
-                    "task": name,
-                    "group": name in groups,
-                    "shots": results.get("n-shot", {}).get(name),
-                    "n": n,
-                    "metric": metric if filt == "none" else f"{metric} ({filt})",
-                    "value": float(value),
-                    "stderr": float(stderr) if isinstance(stderr, (int, float)) and not math.isnan(stderr) else None,
-                    "ci95": (float(ci[0]), float(ci[1])) if ci else None,
-                    "signature": results.get("signatures", {}).get(name, {}).get(key),
-                }
-            )
-    return rows
+    return [{"task": t.name, "group": t.group, "shots": t.num_fewshot, "n": t.n, "metric": s.label, "value": s.value,
+             "stderr": s.stderr, "ci95": s.ci95, "signature": s.signature}
+            for t in (tasks[name] for name in order) for s in t.scores]
 
 
 def score_decimals(value: float) -> int:
@@ -51,9 +35,8 @@ def summary_table(rows: list[dict[str, Any]], title: str):
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for col, justify in (("task", "left"), ("shots", "right"), ("n", "right"), ("metric", "left"),
-                         ("value", "right"), ("± stderr", "right"), ("95% CI", "right")):
-        table.add_column(col, justify=justify)
+    for col in ("task", "shots", "n", "metric", "value", "± stderr", "95% CI"):
+        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
     for r in rows:
         name = f"[bold]{r['task']}[/bold]" if r["group"] else f"  {r['task']}"
         ci, d = r.get("ci95"), score_decimals(r["value"])  # stderr and interval at the value's precision

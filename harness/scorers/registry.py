@@ -9,26 +9,26 @@ their aggregation scores over the whole corpus.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import lm_eval.api.metrics  # noqa: F401  lm-eval's own metrics first: its registry self-loads only when empty
 from lm_eval.api.registry import register_aggregation, register_metric
 
 from harness.scorers.bleu import corpus_score
 from harness.scorers.correlation import pearson, spearman
+from harness.scorers.metrics import METRICS
 from harness.scorers.rouge import ROUGE_TYPES, as_references, score_rouge
 from harness.scorers.squad import squad_exact_match, squad_f1
 
-# name -> (aggregation, higher_is_better); the names are not lm-eval's (checked in tests)
-METRICS: dict[str, tuple[str, bool]] = {
-    **{t: ("mean", True) for t in ROUGE_TYPES},
-    "corpus_bleu": ("corpus_bleu", True),
-    "corpus_chrf": ("corpus_chrf", True),
-    "squad_exact_match": ("mean", True),
-    "squad_f1": ("mean", True),
-    "pearson": ("pearson", True),
-    "spearman": ("spearman", True),
-}
+
+def _register(name: str):
+    """Register a metric function under name, with the aggregation and direction METRICS gives it
+    (the names are not lm-eval's: checked in tests)."""
+    registration = METRICS[name].registration
+    assert registration is not None, name
+    return register_metric(metric=name, higher_is_better=registration.higher_is_better,
+                           output_type=registration.output_type, aggregation=registration.aggregation)
 
 
 def _single(references: Sequence[Any], predictions: Sequence[Any]) -> tuple[Any, Any]:
@@ -51,7 +51,7 @@ def _register_rouge(rouge_type: str) -> None:
         return score_rouge(gold, prediction, rouge_type)
 
     rouge.__name__ = rouge.__qualname__ = rouge_type
-    register_metric(metric=rouge_type, higher_is_better=True, output_type="generate_until", aggregation="mean")(rouge)
+    _register(rouge_type)(rouge)
 
 
 for _t in ROUGE_TYPES:
@@ -70,28 +70,28 @@ def corpus_chrf_aggregation(items) -> float:
     return corpus_score("chrf", [p for _, p in items], [r for r, _ in items])
 
 
-@register_metric(metric="corpus_bleu", higher_is_better=True, output_type="generate_until", aggregation="corpus_bleu")
+@_register("corpus_bleu")
 def corpus_bleu_item(references, predictions, **kwargs):
     """(references, prediction) for the corpus aggregation; a gold may be a list of references."""
     gold, prediction = _single(references, predictions)
     return (list(as_references(gold)), prediction)
 
 
-@register_metric(metric="corpus_chrf", higher_is_better=True, output_type="generate_until", aggregation="corpus_chrf")
+@_register("corpus_chrf")
 def corpus_chrf_item(references, predictions, **kwargs):
     """(references, prediction) for the corpus aggregation; a gold may be a list of references."""
     gold, prediction = _single(references, predictions)
     return (list(as_references(gold)), prediction)
 
 
-@register_metric(metric="squad_exact_match", higher_is_better=True, output_type="generate_until", aggregation="mean")
+@_register("squad_exact_match")
 def squad_exact_match_metric(references, predictions, **kwargs) -> float:
     """Official SQuAD v1.1 exact match, max over the gold answers (0/1)."""
     golds, prediction = _single(references, predictions)
     return squad_exact_match(golds, prediction)
 
 
-@register_metric(metric="squad_f1", higher_is_better=True, output_type="generate_until", aggregation="mean")
+@_register("squad_f1")
 def squad_f1_metric(references, predictions, **kwargs) -> float:
     """Official SQuAD v1.1 token F1, max over the gold answers (0-1)."""
     golds, prediction = _single(references, predictions)
@@ -115,7 +115,5 @@ def _pair(references, predictions, **kwargs) -> tuple[float, float]:
     return (_number(prediction), _number(gold))
 
 
-register_metric(metric="pearson", higher_is_better=True, output_type=["generate_until", "multiple_choice"],
-                aggregation="pearson")(_pair)
-register_metric(metric="spearman", higher_is_better=True, output_type=["generate_until", "multiple_choice"],
-                aggregation="spearman")(_pair)
+_register("pearson")(_pair)
+_register("spearman")(_pair)

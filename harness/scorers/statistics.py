@@ -18,46 +18,22 @@ from __future__ import annotations
 import logging
 import numbers
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
-import sacrebleu
 from lm_eval.api import metrics as lm_metrics
 
-from harness.scorers import registry
-from harness.scorers.bleu import (
-    new_metric,
-    reference_streams,
-    sacrebleu_options,
-    scores_from_statistics,
-    segment_statistics,
-    sentence_bleu,
-)
-from harness.scorers.bootstrap import (
-    Estimate,
-    bootstrap_resampled,
-    bootstrap_statistic,
-    mean_estimate,
-    normal_interval,
-)
-from harness.scorers.calibration import ECE_BINS, choice_confidence, ece_from_sums, ece_rows
-from harness.scorers.classification import confusion_rows, f1_from_counts, f1_rows, mcc_from_confusion
-from harness.scorers.correlation import pearson_from_sums, pearson_rows, spearman_resampled
-from harness.scorers.perplexity import bits_per_byte_from_sums, weighted_perplexity_from_sums
-from harness.scorers.rouge import ROUGE_TYPES, rouge_options
+from harness.record import is_score, split_key, stderr_key
+from harness.scorers.bleu import sentence_bleu
+from harness.scorers.bootstrap import Estimate, bootstrap_statistic, normal_interval
+from harness.scorers.calibration import choice_confidence, ece_from_sums, ece_rows
+from harness.scorers.metrics import METRICS, Resampling, describe_metric, stderr_method
 from harness.scorers.signature import format_signature
 
 log = logging.getLogger(__name__)
 
-ECE_OPTIONS = {"bins": ECE_BINS, "binning": "equal-width", "conf": "max-softmax"}
 _CONFIG_KEYS = ("metric", "aggregation", "higher_is_better", "hf_evaluate")
-# lm-eval's sacrebleu aggregations: the sacrebleu metric each one calls (with lm-eval's arguments)
-_LM_EVAL_SACREBLEU = {
-    lm_metrics.bleu: lambda: sacrebleu.metrics.BLEU(),
-    lm_metrics.chrf: lambda: sacrebleu.metrics.CHRF(),
-    lm_metrics.chrfpp: lambda: sacrebleu.metrics.CHRF(word_order=2),
-    lm_metrics.ter: lambda: sacrebleu.metrics.TER(),
-}
 
 
 def attach_statistics(results: dict[str, Any], samples: dict[str, list[dict]], tasks: Iterable[Any], *,
@@ -85,10 +61,10 @@ class _Annotator:
         self.calibration: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # (task, filter) -> conf, correct
 
     def record(self, task: str, key: str, estimate: Estimate | None, options: dict, libraries: list[str]) -> None:
-        metric, filt = key.split(",", 1)
-        has = estimate is not None
-        self.scores[task][f"{metric}_stderr,{filt}"] = estimate.stderr if has and estimate.stderr is not None else "N/A"
-        self.ci95.setdefault(task, {})[key] = list(estimate.ci95) if has and estimate.ci95 else None
+        metric, filt = split_key(key)
+        stderr = estimate.stderr if estimate is not None else None
+        self.scores[task][stderr_key(metric, filt)] = stderr if stderr is not None else "N/A"
+        self.ci95.setdefault(task, {})[key] = list(estimate.ci95) if estimate is not None and estimate.ci95 else None
         self.signatures.setdefault(task, {})[key] = format_signature(metric, options, estimate, libraries)
         self.described[(task, key)] = (options, libraries)
 
@@ -100,7 +76,7 @@ class _Annotator:
         aggregations = task.aggregation()
         config = self.results.get("configs", {}).get(name, {})
         for key in [k for k, v in self.scores[name].items() if is_score(k, v)]:
-            metric, filt = key.split(",", 1)
+            metric, filt = split_key(key)
             items = [row[metric] for row in by_filter.get(filt, []) if metric in row]
             aggregation = aggregations.get(metric, lm_metrics.mean)  # lm-eval's fallback is mean too
             options, libraries = describe_metric(metric, aggregation, _metric_config(config, metric))
@@ -129,8 +105,8 @@ class _Annotator:
         leaf_names = [t.task_name for t in group.get_all_tasks()]
         weighting = {a.metric: a.weight_by_size for a in group.aggregate_metric_list or []}
         for key in [k for k, v in aggregated.items() if is_score(k, v)]:
-            metric, filt = key.split(",", 1)
-            stderr = aggregated.get(f"{metric}_stderr,{filt}")
+            metric, filt = split_key(key)
+            stderr = aggregated.get(stderr_key(metric, filt))
             estimate = (Estimate(float(stderr), normal_interval(aggregated[key], float(stderr)), "normal")
                         if isinstance(stderr, numbers.Real) else None)
             options, libraries = next((self.described[(t, key)] for t in leaf_names if (t, key) in self.described),
@@ -139,16 +115,18 @@ class _Annotator:
             self.record(group.name, key, estimate, group_options, libraries)
         for filt in {f for (t, f) in self.calibration if t in leaf_names}:
             if all((t, filt) in self.calibration for t in leaf_names):  # ECE over all the group's docs
-                pooled = tuple(np.concatenate([self.calibration[(t, filt)][i] for t in leaf_names]) for i in (0, 1))
+                conf, correct = (np.concatenate([self.calibration[(t, filt)][i] for t in leaf_names]) for i in (0, 1))
+                pooled = (conf, correct)
                 self.calibration[(group.name, filt)] = pooled
                 self.ece(group.name, filt, pooled, {"group": "pooled-docs"})
 
     def ece(self, name: str, filt: str, pairs: tuple[np.ndarray, np.ndarray], extra: dict | None = None) -> None:
-        rows = ece_rows(*pairs)
+        rows = ece_rows(*pairs)  # type: ignore[arg-type]  # arrays, as Sequence[float]
         key = f"ece,{filt}"
         self.scores[name][key] = float(ece_from_sums(rows.sum(axis=0))[0])
         estimate = bootstrap_statistic(rows, ece_from_sums, self.resamples, self.seed) if self.resamples > 0 else None
-        self.record(name, key, estimate, {**ECE_OPTIONS, **(extra or {})}, ["harness"])
+        ece = METRICS["ece"]
+        self.record(name, key, estimate, {**(ece.options or {}), **(extra or {})}, list(ece.libraries))
         self.results.setdefault("higher_is_better", {}).setdefault(name, {})["ece"] = False
 
 
@@ -156,90 +134,11 @@ def estimate_score(metric: str, aggregation: Callable, items: list, config: dict
                    resamples: int) -> tuple[Estimate | None, dict[str, object], list[str]]:
     """(uncertainty, signature options, libraries) of one score from its per-sample items."""
     options, libraries = describe_metric(metric, aggregation, config)
-    boot = resamples > 0 and len(items) > 1
-
-    def bootstrap(stats: np.ndarray, score: Callable[[np.ndarray], np.ndarray]) -> Estimate | None:
-        return bootstrap_statistic(stats, score, resamples, seed) if boot else None
-
-    if aggregation is lm_metrics.bypass_agg or not items:
+    if not items:
         return None, options, libraries
-    if aggregation is lm_metrics.mean:
-        return mean_estimate([float(x) for x in items]), options, libraries
-    if aggregation is lm_metrics.nanmean:
-        x = np.asarray(items, dtype=np.float64)
-        return mean_estimate(x[np.isfinite(x)]), {**options, "nan": "dropped"}, libraries
-    if aggregation is lm_metrics.brier_score:  # mean over docs of Σ (p - one_hot(gold))²
-        per_doc = [float(np.sum((np.asarray(p) - np.eye(len(p))[g]) ** 2)) for g, p in items]
-        return mean_estimate(per_doc), options, libraries
-    if aggregation in (lm_metrics.weighted_perplexity, lm_metrics.bits_per_byte, lm_metrics.perplexity):
-        if aggregation is lm_metrics.perplexity:  # exp(-mean ll): a weighted perplexity with weight 1
-            stats = np.array([(float(ll), 1.0) for ll in items])
-        else:
-            stats = np.array([(float(ll), float(units)) for ll, units in items])
-        fn = bits_per_byte_from_sums if aggregation is lm_metrics.bits_per_byte else weighted_perplexity_from_sums
-        return bootstrap(stats, fn), options, libraries
-    if aggregation is lm_metrics.matthews_corrcoef:
-        rows, k = confusion_rows([_label(g) for g, _ in items], [_label(p) for _, p in items])
-        return bootstrap(rows, lambda s: mcc_from_confusion(s, k)), options, libraries
-    if aggregation is lm_metrics.f1_score:
-        rows = f1_rows([_label(g) for g, _ in items], [_label(p) for _, p in items])
-        return bootstrap(rows, f1_from_counts), options, libraries
-    if aggregation in _LM_EVAL_SACREBLEU or aggregation in (registry.corpus_bleu_aggregation,
-                                                            registry.corpus_chrf_aggregation):
-        if aggregation in _LM_EVAL_SACREBLEU:
-            metric_obj = _LM_EVAL_SACREBLEU[aggregation]()
-            streams, preds = lm_metrics._sacreformat([r for r, _ in items], [p for _, p in items])
-            streams = [list(s) for s in streams]
-        else:
-            metric_obj = new_metric("bleu" if aggregation is registry.corpus_bleu_aggregation else "chrf")
-            streams, preds = reference_streams([r for r, _ in items]), [p for _, p in items]
-        stats = segment_statistics(metric_obj, preds, streams)
-        options = {**sacrebleu_options(metric_obj), **options}
-        return bootstrap(stats, lambda s: scores_from_statistics(metric_obj, s)), options, libraries
-    if aggregation is registry.pearson_aggregation:
-        return bootstrap(pearson_rows([p for p, _ in items], [g for _, g in items]), pearson_from_sums), \
-            options, libraries
-    if aggregation is registry.spearman_aggregation:
-        x, y = [p for p, _ in items], [g for _, g in items]
-        estimate = bootstrap_resampled(len(items), lambda idx: spearman_resampled(x, y, idx), resamples, seed) \
-            if boot else None
-        return estimate, options, libraries
-    return _generic_bootstrap(aggregation, items, seed, resamples) if boot else None, options, libraries
-
-
-def describe_metric(metric: str, aggregation: Callable, config: dict) -> tuple[dict[str, object], list[str]]:
-    """Signature options and libraries of a metric: ours, lm-eval's built-ins, or a task's own."""
-    agg_name = getattr(aggregation, "__name__", str(aggregation))
-    if metric in ROUGE_TYPES:
-        return rouge_options(metric), ["rouge-score"]
-    if metric in ("corpus_bleu", "corpus_chrf"):
-        return {}, ["sacrebleu"]
-    if metric in ("squad_exact_match", "squad_f1"):
-        return {"norm": "squad-v1.1", "multiref": "max"}, ["harness"]
-    if metric in ("pearson", "spearman") and aggregation in (registry.pearson_aggregation,
-                                                            registry.spearman_aggregation):
-        return {}, ["scipy"]
-    builtin: dict[str, tuple[dict[str, object], list[str]]] = {
-        "acc": ({}, ["lm_eval"]),
-        "acc_norm": ({"norm": "chars"}, ["lm_eval"]),
-        "acc_bytes": ({"norm": "bytes"}, ["lm_eval"]),
-        "acc_mutual_info": ({"pmi": True}, ["lm_eval"]),
-        "exact_match": (dict(config), ["lm_eval"]),
-        "mcc": ({}, ["scikit-learn", "lm_eval"]),
-        "f1": ({"average": "binary", "pos_label": 1}, ["scikit-learn", "lm_eval"]),
-        "word_perplexity": ({"unit": "words"}, ["lm_eval"]),
-        "byte_perplexity": ({"unit": "bytes"}, ["lm_eval"]),
-        "bits_per_byte": ({}, ["lm_eval"]),
-        "perplexity": ({}, ["lm_eval"]),
-        "brier_score": ({}, ["lm_eval"]),
-        "bleu": ({}, ["sacrebleu", "lm_eval"]),
-        "chrf": ({}, ["sacrebleu", "lm_eval"]),
-        "chrf++": ({}, ["sacrebleu", "lm_eval"]),
-        "ter": ({}, ["sacrebleu", "lm_eval"]),
-    }
-    if metric in builtin and getattr(aggregation, "__module__", "") == lm_metrics.__name__:
-        return builtin[metric]
-    return {"agg": agg_name, **config}, ["lm_eval"]  # a task's own metric: name its aggregation
+    estimate, options = stderr_method(aggregation).estimate(items, options, Resampling(seed, resamples, len(items)),
+                                                            aggregation)
+    return estimate, options, libraries
 
 
 def confidence_and_correct(rows: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -282,36 +181,12 @@ def add_sentence_bleu(rows: list[dict]) -> None:
         row["sentence_bleu"] = sentence_bleu(prediction, references)
 
 
-def _generic_bootstrap(aggregation: Callable, items: list, seed: int, resamples: int) -> Estimate | None:
-    """A task's own aggregation, called once per resample (lm-eval's way; slow but general)."""
-    def replicate(idx: np.ndarray) -> np.ndarray:
-        return np.array([float(aggregation([items[i] for i in row])) for row in idx])
-
-    try:
-        return bootstrap_resampled(len(items), replicate, resamples, seed)
-    except Exception as exc:  # a custom aggregation may not accept resampled items; report no interval
-        log.warning("no bootstrap for aggregation %s: %s", getattr(aggregation, "__name__", aggregation), exc)
-        return None
-
-
-def is_score(key: str, value: Any) -> bool:
-    """A metric value of lm-eval's results (`acc,none`), not its stderr, alias or sample count."""
-    return "," in key and "_stderr," not in key and isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _metric_config(config: dict, metric: str) -> dict:
     """The options a task's metric_list gives a metric (e.g. exact_match's ignore_case), in YAML order."""
     for entry in config.get("metric_list") or []:
         if isinstance(entry, dict) and entry.get("metric") == metric:
             return {k: v for k, v in entry.items() if k not in _CONFIG_KEYS}
     return {}
-
-
-def _label(value: Any) -> Any:
-    """A hashable class label (lm-eval's gold may be a one-element list)."""
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        return value[0]
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _flatten(tasks: Iterable[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
