@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from harness.errors import BadOptionError
 from harness.hashing import json_sha256
+from harness.lm_eval_compat import evaluator_git_hash
 from harness.mirror import resolve_data_dir
 from harness.models.catalog import LoadedModel, load_model
 from harness.models.generation import generation_record
@@ -50,8 +50,6 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
     Requests already in the request cache (default_cache_path(); None: no cache) are not computed
     again: a run killed at any point is resumed by running it again.
     """
-    import lm_eval
-
     if not spec.tasks:
         raise BadOptionError("--tasks names no task: give task names, groups or globs, comma-separated")
     if spec.limit is not None and spec.limit <= 0:
@@ -86,9 +84,7 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
     interrupted = lm.attach_request_cache(cache) if cache is not None else 0
     # lm-eval records `git describe` of the working directory and lets git print "fatal: not a git
     # repository" outside one; ask git quietly (our own commit is in env.json)
-    import lm_eval.evaluator
-
-    with mock.patch.object(lm_eval.evaluator, "get_git_commit_hash", quiet_git_describe):
+    with evaluator_git_hash(quiet_git_describe):
         results = _simple_evaluate(lm, built, tm, spec, seeds)
     if results is None or (state is not None and not state.is_main_process):
         return None  # a non-main process of a data-parallel run: the main one stores the run

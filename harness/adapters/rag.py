@@ -28,6 +28,7 @@ import numpy as np
 
 from harness.errors import BadOptionError, DataUnavailableError, TaskConfigError
 from harness.hashing import file_sha256, json_sha256
+from harness.lm_eval_compat import add_metrics, apply_template
 from harness.paths import cache_dir
 from harness.provenance import installed_versions
 
@@ -360,8 +361,6 @@ class RagConfig:
 
 
 def _render(template: str, doc: dict) -> str:
-    from lm_eval.utils import apply_template
-
     return apply_template(template, doc)
 
 
@@ -464,18 +463,8 @@ def add_retrieval_metrics(task: Any) -> None:
     from lm_eval.api.metrics import mean
 
     k = docs.config.k
-    names = docs.config.metric_names()
-    for name in names:
-        task._aggregation_list[name] = mean
-        task._higher_is_better[name] = True
-    score = task.process_results
-
-    def process_results(doc, results):
-        out = dict(score(doc, results))
-        out.update(retrieval_scores(doc.get("retrieved") or [], k))
-        return out
-
-    task.process_results = process_results
+    add_metrics(task, dict.fromkeys(docs.config.metric_names(), True), mean,
+                lambda doc: retrieval_scores(doc.get("retrieved") or [], k))
 
 
 def build_collection_index(source: str, out: str | os.PathLike, retriever: str, *, chunk: int | None = None,
