@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.adapters import task_hooks
 from harness.errors import BadOptionError
 from harness.hashing import json_sha256
 from harness.lm_eval_compat import evaluator_git_hash
@@ -58,7 +59,7 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
         raise BadOptionError("--num-fewshot must be 0 or more")
     started = time.time()
     data_dir = resolve_data_dir(spec.data_dir)
-    tm = build_task_manager(spec.include_paths, data_dir)
+    tm = build_task_manager(spec.include_paths, data_dir, hooks=task_hooks())
     selection = resolve_tasks(tm, list(spec.tasks), data_dir)
     for name, why in selection.skipped.items():
         log.warning("skipping %s: %s", name, why)

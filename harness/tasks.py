@@ -4,6 +4,9 @@ Tasks are lm-eval's: its TaskManager indexes the YAMLs and builds Task/Group obj
 thing we add is where data comes from: with a mirror, every task whose dataset the mirror holds
 is given lm-eval's own `custom_dataset` hook pointing at it, so nothing touches the network.
 
+Whatever else changes tasks while they are built comes in as a `TaskHook` from the caller (the
+engine and the commands wire harness.adapters.task_hooks(), e.g. retrieval for RAG tasks): this
+module knows no adapter.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from lm_eval.api.group import Group
@@ -22,7 +26,6 @@ from lm_eval.tasks import TaskManager
 
 import harness
 import harness.scorers  # noqa: F401  registers our metric names (rouge1, corpus_bleu, ...) for task YAMLs
-from harness.adapters.rag import add_retrieval_metrics, rag_process_docs
 from harness.errors import DataUnavailableError, TaskConfigError, UnknownTaskError, UserError
 from harness.lm_eval_compat import Kind, TaskFactory, load_spec, read_task_yaml, task_manager
 from harness.mirror import guard_absent_fewshot_split, load_from_mirror, mirror_source
@@ -35,23 +38,37 @@ def packaged_tasks_dir() -> Path:
     return wheel if wheel.is_dir() else here.parent / "tasks"
 
 
-class MirrorTaskFactory(TaskFactory):
-    """lm-eval's TaskFactory, reading datasets from a local mirror when one is given."""
+class TaskHook(Protocol):
+    """What changes tasks while they are built, beside the mirror (see harness.adapters.task_hooks)."""
 
-    def __init__(self, *, meta: dict[str, Any] | None = None, data_dir: Path | None = None):
+    def config_loaded(self, cfg: dict[str, Any], data_dir: Path | None) -> None:
+        """Change a task's (or group's) full config in place, before lm-eval builds it."""
+
+    def task_built(self, task: Task) -> None:
+        """Change a task lm-eval just built."""
+
+
+class MirrorTaskFactory(TaskFactory):
+    """lm-eval's TaskFactory, reading datasets from a local mirror when one is given, and calling `hooks`."""
+
+    def __init__(self, *, meta: dict[str, Any] | None = None, data_dir: Path | None = None,
+                 hooks: Sequence[TaskHook] = ()):
         super().__init__(meta=meta)
         self.data_dir = data_dir
+        self.hooks = tuple(hooks)
 
     def config_loaded(self, name: str, yaml_path: Path | None, cfg: dict[str, Any]) -> None:
         _check_metric_names(name, yaml_path, cfg)
         path = cfg.get("dataset_path")
         if self.data_dir is not None and path and cfg.get("custom_dataset") is None:
             cfg["custom_dataset"] = functools.partial(load_from_mirror, self.data_dir, path, cfg.get("dataset_name"))
-        rag_process_docs(cfg, self.data_dir)  # metadata.harness_rag: docs enriched with retrieved passages
+        for hook in self.hooks:
+            hook.config_loaded(cfg, self.data_dir)
 
     def task_built(self, task: Task) -> None:
         guard_absent_fewshot_split(task)  # a mirror without the few-shot split: zero-shot only
-        add_retrieval_metrics(task)  # recall@k, MRR@k of a retrieval task that knows its gold
+        for hook in self.hooks:
+            hook.task_built(task)
 
     def build_failed(self, name: str, yaml_path: Path | None, exc: Exception) -> Exception | None:
         if isinstance(exc, UserError):
@@ -108,15 +125,19 @@ def check_yaml_syntax(folder: Path) -> None:
             raise TaskConfigError(f"malformed task YAML {where}: {problem}") from exc
 
 
-def build_task_manager(include_paths: list[str] | tuple[str, ...] = (), data_dir: Path | None = None) -> TaskManager:
-    """A TaskManager over the packaged tasks plus the user's folders (which may override them)."""
+def build_task_manager(include_paths: list[str] | tuple[str, ...] = (), data_dir: Path | None = None,
+                       hooks: Sequence[TaskHook] = ()) -> TaskManager:
+    """A TaskManager over the packaged tasks plus the user's folders (which may override them).
+
+    `hooks` change tasks as they are built: harness's commands pass harness.adapters.task_hooks(),
+    without which a RAG task's prompt has no passages."""
     paths = [packaged_tasks_dir()]
     for p in include_paths:
         if not Path(p).is_dir():
             raise UserError(f"--include-path '{p}' is not a folder")
         check_yaml_syntax(Path(p))
         paths.append(Path(p))
-    return task_manager(paths, lambda meta: MirrorTaskFactory(meta=meta, data_dir=data_dir))
+    return task_manager(paths, lambda meta: MirrorTaskFactory(meta=meta, data_dir=data_dir, hooks=hooks))
 
 
 def resolve_task_names(tm: TaskManager, patterns: list[str]) -> list[str]:

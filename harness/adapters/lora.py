@@ -161,11 +161,12 @@ def read_jsonl_pairs(path: str | os.PathLike) -> TrainData:
 def task_pairs(task_name: str, split: str, data_dir: str | None = None,
                include_paths: tuple[str, ...] = ()) -> TrainData:
     """(zero-shot prompt, target_delimiter + target) per doc of a task's split: what evaluation scores."""
+    from harness.adapters import task_hooks
     from harness.mirror import resolve_data_dir
     from harness.tasks import build_task_manager, load_tasks, resolve_tasks
 
     root = resolve_data_dir(data_dir)
-    tm = build_task_manager(include_paths, root)
+    tm = build_task_manager(include_paths, root, hooks=task_hooks())
     selection = resolve_tasks(tm, [task_name], root)
     if not selection.names:
         why = "; ".join(selection.skipped.values()) or "no such task"
