@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
-import subprocess
-import sys
 import time
-from unittest import mock
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.adapters import task_hooks
 from harness.errors import BadOptionError
 from harness.hashing import json_sha256
+from harness.lm_eval_compat import evaluator_git_hash
 from harness.mirror import resolve_data_dir
-from harness.models.catalog import LoadedModel, cache_dir, load_model
+from harness.models.catalog import LoadedModel, load_model
 from harness.models.generation import generation_record
 from harness.models.hf import HarnessLM, distributed_state
+from harness.paths import cache_dir
+from harness.provenance import collect_env, quiet_git_describe
 from harness.request_cache import RequestCache
 from harness.scorers.statistics import attach_statistics
 from harness.spec import RunSpec, spec_hash
@@ -52,8 +51,6 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
     Requests already in the request cache (default_cache_path(); None: no cache) are not computed
     again: a run killed at any point is resumed by running it again.
     """
-    import lm_eval
-
     if not spec.tasks:
         raise BadOptionError("--tasks names no task: give task names, groups or globs, comma-separated")
     if spec.limit is not None and spec.limit <= 0:
@@ -62,7 +59,7 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
         raise BadOptionError("--num-fewshot must be 0 or more")
     started = time.time()
     data_dir = resolve_data_dir(spec.data_dir)
-    tm = build_task_manager(spec.include_paths, data_dir)
+    tm = build_task_manager(spec.include_paths, data_dir, hooks=task_hooks())
     selection = resolve_tasks(tm, list(spec.tasks), data_dir)
     for name, why in selection.skipped.items():
         log.warning("skipping %s: %s", name, why)
@@ -88,9 +85,7 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
     interrupted = lm.attach_request_cache(cache) if cache is not None else 0
     # lm-eval records `git describe` of the working directory and lets git print "fatal: not a git
     # repository" outside one; ask git quietly (our own commit is in env.json)
-    import lm_eval.evaluator
-
-    with mock.patch.object(lm_eval.evaluator, "get_git_commit_hash", _quiet_git_describe):
+    with evaluator_git_hash(quiet_git_describe):
         results = _simple_evaluate(lm, built, tm, spec, seeds)
     if results is None or (state is not None and not state.is_main_process):
         return None  # a non-main process of a data-parallel run: the main one stores the run
@@ -152,30 +147,6 @@ def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str,
     return records
 
 
-def collect_env(model_identity: dict[str, Any], started: float) -> dict[str, Any]:
-    """Library versions, device and git state: what is needed to reproduce the numbers."""
-    import torch
-
-    from harness.scorers.signature import installed_versions
-
-    libs = installed_versions(("harness", "lm_eval", "torch", "transformers", "datasets", "accelerate", "tokenizers",
-                               "numpy"))
-    device: dict[str, Any] = {"name": model_identity.get("device"), "torch_threads": torch.get_num_threads(),
-                              "cpu_count": os.cpu_count()}
-    if torch.cuda.is_available():
-        device["cuda"] = torch.cuda.get_device_name(0)
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "libraries": libs,
-        "device": device,
-        "git": _git_state(Path(__file__).resolve().parent),
-        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-        "seconds": round(time.time() - started, 2),
-        "argv": sys.argv,
-    }
-
-
 def _simple_evaluate(lm, built, tm, spec: RunSpec, seeds: dict[str, int]):
     import lm_eval
 
@@ -195,23 +166,3 @@ def _simple_evaluate(lm, built, tm, spec: RunSpec, seeds: dict[str, int]):
         torch_random_seed=seeds["torch"],
         fewshot_random_seed=seeds["fewshot"],
     )
-
-
-def _git(*args: str, path: Path | None = None) -> str:
-    where = ["-C", str(path)] if path is not None else []
-    return subprocess.run(["git", *where, *args], capture_output=True, text=True, timeout=10,
-                          check=True).stdout.strip()
-
-
-def _quiet_git_describe() -> str | None:
-    try:
-        return _git("describe", "--always")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _git_state(path: Path) -> dict[str, Any] | None:
-    try:
-        return {"commit": _git("rev-parse", "HEAD", path=path), "dirty": bool(_git("status", "--porcelain", path=path))}
-    except (OSError, subprocess.SubprocessError):
-        return None  # installed from a wheel, or git absent

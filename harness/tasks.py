@@ -3,6 +3,10 @@
 Tasks are lm-eval's: its TaskManager indexes the YAMLs and builds Task/Group objects. The one
 thing we add is where data comes from: with a mirror, every task whose dataset the mirror holds
 is given lm-eval's own `custom_dataset` hook pointing at it, so nothing touches the network.
+
+Whatever else changes tasks while they are built comes in as a `TaskHook` from the caller (the
+engine and the commands wire harness.adapters.task_hooks(), e.g. retrieval for RAG tasks): this
+module knows no adapter.
 """
 
 from __future__ import annotations
@@ -10,22 +14,20 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from lm_eval.api.group import Group
 from lm_eval.api.task import Task
 from lm_eval.tasks import TaskManager
-from lm_eval.tasks._factory import TaskFactory
-from lm_eval.tasks._index import Kind
-from lm_eval.tasks._yaml_loader import load_yaml
 
 import harness
 import harness.scorers  # noqa: F401  registers our metric names (rouge1, corpus_bleu, ...) for task YAMLs
-from harness.adapters.rag import add_retrieval_metrics, rag_process_docs
 from harness.errors import DataUnavailableError, TaskConfigError, UnknownTaskError, UserError
+from harness.lm_eval_compat import Kind, TaskFactory, load_spec, read_task_yaml, task_manager
 from harness.mirror import guard_absent_fewshot_split, load_from_mirror, mirror_source
 
 
@@ -36,42 +38,53 @@ def packaged_tasks_dir() -> Path:
     return wheel if wheel.is_dir() else here.parent / "tasks"
 
 
-class MirrorTaskFactory(TaskFactory):
-    """lm-eval's TaskFactory, reading datasets from a local mirror when one is given."""
+class TaskHook(Protocol):
+    """What changes tasks while they are built, beside the mirror (see harness.adapters.task_hooks)."""
 
-    def __init__(self, *, meta: dict[str, Any] | None = None, data_dir: Path | None = None):
+    def config_loaded(self, cfg: dict[str, Any], data_dir: Path | None) -> None:
+        """Change a task's (or group's) full config in place, before lm-eval builds it."""
+
+    def task_built(self, task: Task) -> None:
+        """Change a task lm-eval just built."""
+
+
+class MirrorTaskFactory(TaskFactory):
+    """lm-eval's TaskFactory, reading datasets from a local mirror when one is given, and calling `hooks`."""
+
+    def __init__(self, *, meta: dict[str, Any] | None = None, data_dir: Path | None = None,
+                 hooks: Sequence[TaskHook] = ()):
         super().__init__(meta=meta)
         self.data_dir = data_dir
+        self.hooks = tuple(hooks)
 
-    def _load_full_config(self, entry, overrides=None) -> dict[str, Any]:
-        cfg = super()._load_full_config(entry, overrides)
-        _check_metric_names(entry, cfg)
+    def config_loaded(self, name: str, yaml_path: Path | None, cfg: dict[str, Any]) -> None:
+        _check_metric_names(name, yaml_path, cfg)
         path = cfg.get("dataset_path")
         if self.data_dir is not None and path and cfg.get("custom_dataset") is None:
             cfg["custom_dataset"] = functools.partial(load_from_mirror, self.data_dir, path, cfg.get("dataset_name"))
-        rag_process_docs(cfg, self.data_dir)  # metadata.harness_rag: docs enriched with retrieved passages
-        return cfg
+        for hook in self.hooks:
+            hook.config_loaded(cfg, self.data_dir)
 
-    def _build_task(self, entry, overrides):
-        try:
-            task = super()._build_task(entry, overrides)
-            guard_absent_fewshot_split(task)  # a mirror without the few-shot split: zero-shot only
-            add_retrieval_metrics(task)  # recall@k, MRR@k of a retrieval task that knows its gold
-            return task
-        except UserError:
-            raise
-        except StopIteration as exc:  # datasets' json builder on an empty file
-            raise DataUnavailableError(f"task '{entry.name}': its data file is empty") from exc
-        except Exception as exc:  # datasets/hub errors come in many classes; name the task and the fix
-            if entry.yaml_path is None or not _is_data_error(exc):
-                raise
-            cfg = load_yaml(entry.yaml_path, resolve_func=False)
-            where = f"the mirror {self.data_dir}" if self.data_dir else "the hub (offline? pass --data-dir DIR)"
-            raise DataUnavailableError(
-                f"task '{entry.name}': dataset {cfg.get('dataset_path')}"
-                f"{'/' + str(cfg['dataset_name']) if cfg.get('dataset_name') else ''} could not be loaded from {where}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from exc
+    def task_built(self, task: Task) -> None:
+        guard_absent_fewshot_split(task)  # a mirror without the few-shot split: zero-shot only
+        for hook in self.hooks:
+            hook.task_built(task)
+
+    def build_failed(self, name: str, yaml_path: Path | None, exc: Exception) -> Exception | None:
+        if isinstance(exc, UserError):
+            return None
+        if isinstance(exc, StopIteration):  # datasets' json builder on an empty file
+            return DataUnavailableError(f"task '{name}': its data file is empty")
+        # datasets/hub errors come in many classes; name the task and the fix
+        if yaml_path is None or not _is_data_error(exc):
+            return None
+        cfg = read_task_yaml(yaml_path)
+        where = f"the mirror {self.data_dir}" if self.data_dir else "the hub (offline? pass --data-dir DIR)"
+        return DataUnavailableError(
+            f"task '{name}': dataset {cfg.get('dataset_path')}"
+            f"{'/' + str(cfg['dataset_name']) if cfg.get('dataset_name') else ''} could not be loaded from {where}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -112,17 +125,19 @@ def check_yaml_syntax(folder: Path) -> None:
             raise TaskConfigError(f"malformed task YAML {where}: {problem}") from exc
 
 
-def build_task_manager(include_paths: list[str] | tuple[str, ...] = (), data_dir: Path | None = None) -> TaskManager:
-    """A TaskManager over the packaged tasks plus the user's folders (which may override them)."""
+def build_task_manager(include_paths: list[str] | tuple[str, ...] = (), data_dir: Path | None = None,
+                       hooks: Sequence[TaskHook] = ()) -> TaskManager:
+    """A TaskManager over the packaged tasks plus the user's folders (which may override them).
+
+    `hooks` change tasks as they are built: harness's commands pass harness.adapters.task_hooks(),
+    without which a RAG task's prompt has no passages."""
     paths = [packaged_tasks_dir()]
     for p in include_paths:
         if not Path(p).is_dir():
             raise UserError(f"--include-path '{p}' is not a folder")
         check_yaml_syntax(Path(p))
         paths.append(Path(p))
-    tm = TaskManager(include_path=paths, include_defaults=False)
-    tm._factory = MirrorTaskFactory(meta=tm._factory._meta, data_dir=data_dir)
-    return tm
+    return task_manager(paths, lambda meta: MirrorTaskFactory(meta=meta, data_dir=data_dir, hooks=hooks))
 
 
 def resolve_task_names(tm: TaskManager, patterns: list[str]) -> list[str]:
@@ -177,25 +192,24 @@ def _missing_from_mirror(tm: TaskManager, name: str, data_dir: Path | None) -> s
     entry = tm.task_index.get(name)
     if data_dir is None or entry is None or entry.kind != Kind.TASK or entry.yaml_path is None:
         return None
-    cfg = load_yaml(entry.yaml_path, resolve_func=False)
+    cfg = read_task_yaml(entry.yaml_path)
     path, sub = cfg.get("dataset_path"), cfg.get("dataset_name")
     if cfg.get("custom_dataset") is not None or not path or mirror_source(data_dir, path, sub):
         return None
     return f"dataset {path}{'/' + str(sub) if sub else ''} is not in the mirror {data_dir}"
 
 
-def _check_metric_names(entry, cfg: dict[str, Any]) -> None:
+def _check_metric_names(name: str, yaml_path: Path | None, cfg: dict[str, Any]) -> None:
     """An unknown metric name is a config error (lm-eval would try to fetch it from the hub's evaluate
     library, log an error, and fail later with 'None')."""
+    import lm_eval.api.metrics  # noqa: F401  fills lm-eval's metric registry
     from lm_eval.api.registry import metric_registry
 
-    import lm_eval.api.metrics  # noqa: F401  fills lm-eval's metric registry
-
     for item in cfg.get("metric_list") or []:
-        name = item.get("metric") if isinstance(item, dict) else None
-        if isinstance(name, str) and not item.get("hf_evaluate") and name not in metric_registry:
+        metric = item.get("metric") if isinstance(item, dict) else None
+        if isinstance(metric, str) and not item.get("hf_evaluate") and metric not in metric_registry:
             known = ", ".join(sorted(metric_registry.keys()))
-            raise TaskConfigError(f"task '{entry.name}' ({entry.yaml_path}): unknown metric '{name}'; "
+            raise TaskConfigError(f"task '{name}' ({yaml_path}): unknown metric '{metric}'; "
                                   f"known: {known}")
 
 
@@ -204,7 +218,7 @@ def load_tasks(tm: TaskManager, names: list[str]) -> list[Task | Group]:
     built: list[Task | Group] = []
     for name in names:
         try:
-            obj = tm._load_spec(name)
+            obj = load_spec(tm, name)
         except UserError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
@@ -250,7 +264,7 @@ def list_tasks(tm: TaskManager, data_dir: Path | None) -> list[TaskRow]:
         if entry.kind == Kind.GROUP:
             rows.append(TaskRow(family, name, "group", "", ""))
             continue
-        cfg = load_yaml(yaml_path, resolve_func=False)
+        cfg = read_task_yaml(yaml_path)
         path, sub = cfg.get("dataset_path"), cfg.get("dataset_name")
         dataset = f"{path}{'/' + str(sub) if sub else ''}" if path else ""
         if cfg.get("custom_dataset") is not None:

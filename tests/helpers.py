@@ -8,13 +8,14 @@ import random
 import re
 from pathlib import Path
 
+from harness.adapters import task_hooks
 from harness.tasks import build_task_manager
 
 
 def task_instances(name: str, data_dir: Path | None = None, num_fewshot: int = 0, limit: int | None = None,
                    include_paths=()):
     """The Instances lm-eval's evaluator would send a model for `name`."""
-    tm = build_task_manager(include_paths, data_dir)
+    tm = build_task_manager(include_paths, data_dir, hooks=task_hooks())
     task = tm.load([name])["tasks"][name]
     task.set_config(key="num_fewshot", value=num_fewshot)
     task.set_fewshot_seed(seed=1234)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import task_instances
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +122,7 @@ def test_run_with_adapter_has_its_own_identity_hash_cache_and_leaderboard_row(lo
 def test_labels_are_minus_100_exactly_on_the_prompt(smollm2_weights):
     import transformers
 
-    from harness.adapters.lora import Example, collate, encode_example, task_pairs
+    from harness.finetune import Example, collate, encode_example, task_pairs
 
     tok = transformers.AutoTokenizer.from_pretrained(smollm2_weights)
     data = task_pairs("demo_capitals", "test")
@@ -258,7 +257,7 @@ def test_completion_only_head_gives_transformers_loss(lora_dir, smollm2_weights)
     import transformers
     from peft import PeftModel
 
-    from harness.adapters.lora import collate, completion_loss, encode_example, task_pairs
+    from harness.finetune import collate, completion_loss, encode_example, task_pairs
 
     tok = transformers.AutoTokenizer.from_pretrained(smollm2_weights)
     base = transformers.AutoModelForCausalLM.from_pretrained(smollm2_weights, dtype=torch.float32)
@@ -271,7 +270,8 @@ def test_completion_only_head_gives_transformers_loss(lora_dir, smollm2_weights)
 
 @pytest.mark.model
 def test_prompt_tuning_trains_and_is_refused_by_the_runner(tmp_path, base_loaded):
-    from harness.adapters.lora import AdapterError, FinetuneSettings, attach_adapter, read_jsonl_pairs, run_finetune
+    from harness.adapters.lora import AdapterError, attach_adapter
+    from harness.finetune import FinetuneSettings, read_jsonl_pairs, run_finetune
 
     data = read_jsonl_pairs(write_pairs(tmp_path / "pairs.jsonl", 8))
     settings = FinetuneSettings(method="prompt-tuning", max_steps=2, batch_size=4, holdout=2, lr=1e-2,

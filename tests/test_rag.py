@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.adapters import rag
+from harness import retrieval
+from harness.adapters import task_hooks
+from harness.retrieval import index as retrieval_index
 from harness.store import RunStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -44,7 +46,7 @@ def rag_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def paragraphs(squad_data):
-    return rag.read_collection(rag.SQUAD_DEV_PARAGRAPHS, squad_data)
+    return retrieval.read_collection(retrieval.SQUAD_DEV_PARAGRAPHS, squad_data)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ def questions(squad_data):
 def test_squad_dev_paragraphs_is_the_2067_unique_paragraphs(paragraphs, squad_data):
     assert len(paragraphs) == 2067 == len({p["text"] for p in paragraphs}) == len({p["id"] for p in paragraphs})
     assert paragraphs[0]["id"] == "0-0" and paragraphs[0]["title"] == "Super_Bowl_50"
-    assert rag.read_collection(rag.SQUAD_DEV_PARAGRAPHS, squad_data) == paragraphs  # stable ids
+    assert retrieval.read_collection(retrieval.SQUAD_DEV_PARAGRAPHS, squad_data) == paragraphs  # stable ids
 
 
 def okapi_bm25(corpus: list[list[str]], query: list[str], k1: float = 1.5, b: float = 0.75) -> np.ndarray:
@@ -80,13 +82,13 @@ def okapi_bm25(corpus: list[list[str]], query: list[str], k1: float = 1.5, b: fl
 
 def test_bm25_scores_and_ranking_equal_okapi_bm25_by_definition(paragraphs, questions, tmp_path):
     passages = paragraphs[:150]
-    index = rag.build_index(passages, tmp_path / "bm25", "bm25", show_progress=False)
-    corpus = rag._bm25_tokens([p["text"] for p in passages], False)  # the same tokenisation
+    index = retrieval.build_index(passages, tmp_path / "bm25", "bm25", show_progress=False)
+    corpus = retrieval.bm25_tokens([p["text"] for p in passages], False)  # the same tokenisation
     asked = [q["question"] for q in questions if int(q["gold"].split("-")[0]) < 3][::7][:40]
     hits = index.search(asked, 5)
-    loaded = rag.Index.load(tmp_path / "bm25").search(asked, 5)
+    loaded = retrieval.Index.load(tmp_path / "bm25").search(asked, 5)
     assert [[(i, s) for i, s, _ in row] for row in hits] == [[(i, s) for i, s, _ in row] for row in loaded]
-    for question, row, tokens in zip(asked, hits, rag._bm25_tokens(asked, False)):
+    for question, row, tokens in zip(asked, hits, retrieval.bm25_tokens(asked, False)):
         # Lucene (and bm25s' "lucene" method) leave out the constant factor (k1 + 1): same ranking
         expected = okapi_bm25(corpus, tokens) / (1.5 + 1)
         order = np.argsort(-expected, kind="stable")[:5]
@@ -96,17 +98,17 @@ def test_bm25_scores_and_ranking_equal_okapi_bm25_by_definition(paragraphs, ques
         assert [round(expected[[p["id"] for p in passages].index(pid)], 4) for pid in got_ids] == \
             [round(x, 4) for x in expected[order]]
         assert got_ids[0] == passages[order[0]]["id"] or expected[order[0]] == expected[order[1]]
-    assert index.spec["options"] == rag.BM25_OPTIONS and index.spec["collection_sha256"]
+    assert index.spec["options"] == retrieval.BM25_OPTIONS and index.spec["collection_sha256"]
 
 
 def test_dense_scores_are_cosine_similarities_of_minilm(paragraphs, questions, tmp_path):
     from sentence_transformers import SentenceTransformer
 
     passages = paragraphs[:60]
-    rag.build_index(passages, tmp_path / "dense", "dense", show_progress=False)
+    retrieval.build_index(passages, tmp_path / "dense", "dense", show_progress=False)
     asked = [q["question"] for q in questions if int(q["gold"].split("-")[0]) == 0][::20][:12]
-    hits = rag.Index.load(tmp_path / "dense").search(asked, 4)
-    model = SentenceTransformer(str(rag.dense_model_dir()), device="cpu")
+    hits = retrieval.Index.load(tmp_path / "dense").search(asked, 4)
+    model = SentenceTransformer(str(retrieval.dense_model_dir()), device="cpu")
     p = model.encode([x["text"] for x in passages], convert_to_numpy=True)
     q = model.encode(asked, convert_to_numpy=True)
     cosine = (q @ p.T) / np.linalg.norm(q, axis=1)[:, None] / np.linalg.norm(p, axis=1)[None, :]
@@ -114,8 +116,8 @@ def test_dense_scores_are_cosine_similarities_of_minilm(paragraphs, questions, t
         order = np.argsort(-sims)[:4]
         assert [pid for pid, _, _ in row] == [passages[i]["id"] for i in order]
         assert [s for _, s, _ in row] == pytest.approx(sims[order].tolist(), abs=1e-5)
-    spec = json.loads((tmp_path / "dense" / rag.SPEC_FILE).read_text())
-    assert spec["model"]["name"] == rag.DENSE_MODEL and len(spec["model"]["weights_sha256"]) == 64
+    spec = json.loads((tmp_path / "dense" / retrieval.SPEC_FILE).read_text())
+    assert spec["model"]["name"] == retrieval.DENSE_MODEL and len(spec["model"]["weights_sha256"]) == 64
     assert spec["passages"] == 60 and spec["build_seconds"] > 0 and spec["libraries"]["faiss-cpu"]
 
 
@@ -124,7 +126,7 @@ def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag
     """The task's retrieved ids, gold flags and recall@3 / MRR@3 against an independent recount."""
     from harness.tasks import build_task_manager, packaged_tasks_dir
 
-    tm = build_task_manager((), squad_data)
+    tm = build_task_manager((), squad_data, hooks=task_hooks())
     task = tm.load(["squad_rag_bm25"])["tasks"]["squad_rag_bm25"]
     docs = task.eval_docs  # the dev set (SQuAD tasks name it test_split, see squad.yaml)
     assert len(docs) == len(questions) == 10570
@@ -147,19 +149,19 @@ def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag
     assert task.aggregation()["recall@3"] is not None and task.higher_is_better()["mrr@3"] is True
 
     # a second load of the task searches nothing: the split's results are kept beside the cached index
-    monkeypatch.setattr(rag.Index, "search", lambda *a, **k: pytest.fail("searched again"))
-    again = build_task_manager((), squad_data).load(["squad_rag_bm25"])["tasks"]["squad_rag_bm25"]
+    monkeypatch.setattr(retrieval.Index, "search", lambda *a, **k: pytest.fail("searched again"))
+    again = build_task_manager((), squad_data, hooks=task_hooks()).load(["squad_rag_bm25"])["tasks"]["squad_rag_bm25"]
     assert again.eval_docs["retrieved"][:50] == docs["retrieved"][:50]
 
     # the bundled task says order: best_last; best_first puts the same passages in rank order
-    texts = {p["id"]: f"{p['title']}: {p['text']}" for p in rag.squad_dev_paragraphs(squad_data)}
+    texts = {p["id"]: f"{p['title']}: {p['text']}" for p in retrieval.squad_dev_paragraphs(squad_data)}
     for doc in docs.select(range(50)):
         assert doc["passages"].split("\n\n") == [texts[r["id"]] for r in doc["retrieved"]][::-1]
     (tmp_path / "first.yaml").write_text(
         f"include: {packaged_tasks_dir() / 'squad' / 'squad_rag_bm25.yaml'}\ntask: squad_rag_bm25_first\nmetadata:\n  version: 1.0\n  harness_rag:\n"
         "    collection: squad_dev_paragraphs\n    retriever: bm25\n    k: 3\n    passage_template: '{{title}}: {{text}}'\n"
         "    order: best_first\n    gold: '{{context}}'\n")
-    tm = build_task_manager((str(tmp_path),), squad_data)
+    tm = build_task_manager((str(tmp_path),), squad_data, hooks=task_hooks())
     first = tm.load(["squad_rag_bm25_first"])["tasks"]["squad_rag_bm25_first"].eval_docs.select(range(50))
     for mine, theirs in zip(first, docs.select(range(50))):
         assert mine["retrieved"] == theirs["retrieved"]
@@ -191,8 +193,8 @@ def test_harness_run_records_passages_and_retrieval_metrics(squad_data, rag_cach
     # the index the run built is in the cache: the next use loads it, builds nothing
     built = list((rag_cache / "rag").iterdir())
     assert len(built) == 1 and built[0].name.startswith("squad_dev_paragraphs-bm25-")
-    monkeypatch.setattr(rag, "build_index", lambda *a, **k: pytest.fail("the cached index was rebuilt"))
-    index = rag.cached_index(rag.SQUAD_DEV_PARAGRAPHS, "bm25", squad_data)
+    monkeypatch.setattr(retrieval_index, "build_index", lambda *a, **k: pytest.fail("the cached index was rebuilt"))
+    index = retrieval.cached_index(retrieval.SQUAD_DEV_PARAGRAPHS, "bm25", squad_data)
     assert index.folder == built[0]
 
 
@@ -200,10 +202,10 @@ def test_index_cache_key_follows_the_collection(rag_cache, tmp_path):
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps({"id": str(i), "text": t}) for i, t in
                               enumerate(["red apples and pears", "blue sky over the sea", "green grass"])))
-    first = rag.cached_index(str(docs), "bm25")
-    assert rag.cached_index(str(docs), "bm25").folder == first.folder
+    first = retrieval.cached_index(str(docs), "bm25")
+    assert retrieval.cached_index(str(docs), "bm25").folder == first.folder
     docs.write_text(docs.read_text() + "\n" + json.dumps({"id": "3", "text": "yellow sun"}))
-    second = rag.cached_index(str(docs), "bm25")
+    second = retrieval.cached_index(str(docs), "bm25")
     assert second.folder != first.folder and len(second.passages) == 4
     assert second.search(["sun"], 1)[0][0][0] == "3"
 
@@ -213,9 +215,9 @@ def test_txt_folder_collection_and_chunking(tmp_path):
     (folder / "sub").mkdir(parents=True)
     (folder / "a.txt").write_text("one two three four five six seven")
     (folder / "sub" / "b.txt").write_text("eight nine")
-    passages = rag.read_collection(folder)
+    passages = retrieval.read_collection(folder)
     assert [p["id"] for p in passages] == ["a", "sub/b"]
-    index = rag.build_index(passages, tmp_path / "idx", "bm25", chunk=3, show_progress=False)
+    index = retrieval.build_index(passages, tmp_path / "idx", "bm25", chunk=3, show_progress=False)
     assert [p["id"] for p in index.passages] == ["a#0", "a#1", "a#2", "sub/b#0"]
     assert index.spec["passages"] == 4 and index.spec["source_documents"] == 2
     assert index.search(["seven"], 1)[0][0][:1] == ("a#2",)

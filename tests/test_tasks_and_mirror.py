@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import lm_eval
 import pytest
+from helpers import task_instances
 from lm_eval.tasks import TaskManager
 
 from harness.errors import DataUnavailableError, UnknownTaskError
 from harness.mirror import load_from_mirror
 from harness.tasks import MirrorTaskFactory, build_task_manager, list_tasks, load_tasks, resolve_task_names
-from helpers import task_instances
 
 LM_EVAL_MMLU = Path(lm_eval.__file__).parent / "tasks" / "mmlu" / "default"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def lm_eval_mmlu_manager(data_dir):
@@ -94,6 +97,37 @@ def test_task_names_groups_and_globs_resolve():
         resolve_task_names(tm, ["mmlu_anatomyy"])
     with pytest.raises(UnknownTaskError):
         resolve_task_names(tm, ["nosuch_*"])
+
+
+def test_task_hooks_change_configs_before_and_tasks_after_lm_eval_builds_them(tmp_path):
+    """The seam adapters use (retrieval for RAG tasks): a hook sees every full config before lm-eval builds
+    the task and every built task; without hooks the task is the one lm-eval builds from the same YAML."""
+    seen = []
+
+    class Hook:
+        def config_loaded(self, cfg, data_dir):
+            seen.append(("config", cfg["task"], data_dir))
+            cfg["description"] = "Capitals.\n\n"
+
+        def task_built(self, task):
+            seen.append(("task", task.config.task, task.config.description))
+
+    hooked = build_task_manager(data_dir=tmp_path, hooks=[Hook()]).load(["demo_capitals"])["tasks"]["demo_capitals"]
+    assert seen == [("config", "demo_capitals", tmp_path), ("task", "demo_capitals", "Capitals.\n\n")]
+    doc = hooked.eval_docs[0]
+    theirs = TaskManager(include_path=[REPO / "tasks" / "demo"], include_defaults=False)
+    plain = theirs.load(["demo_capitals"])["tasks"]["demo_capitals"]
+    assert hooked.fewshot_context(doc, 0) == "Capitals.\n\n" + plain.fewshot_context(doc, 0)
+    ours = build_task_manager().load(["demo_capitals"])["tasks"]["demo_capitals"]
+    assert ours.fewshot_context(doc, 0) == plain.fewshot_context(doc, 0)
+
+
+def test_tasks_module_imports_no_adapter():
+    """Imports run downwards: adapters plug into harness.tasks through hooks, never the other way."""
+    code = "import sys, harness.tasks; print(sorted(m for m in sys.modules if m.startswith('harness.adapters')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_task_listing_says_where_data_comes_from(shared_data, tmp_path):

@@ -13,7 +13,8 @@ def models():
     from rich.console import Console
     from rich.table import Table
 
-    from harness.models.catalog import cache_dir, catalog_rows
+    from harness.models.catalog import catalog_rows
+    from harness.paths import cache_dir
 
     table = Table()
     for col in ("alias", "installed", "converted", "package", "description"):

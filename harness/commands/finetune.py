@@ -36,7 +36,7 @@ def finetune(data, task, split, data_dir, include_path, model, out, method, epoc
              grad_accum, lora_r, lora_alpha, lora_dropout, target_modules, num_virtual_tokens, max_length, seed,
              holdout, save_every):
     """Train a PEFT adapter (LoRA or prompt tuning); run it again to resume from its last checkpoint."""
-    from harness.adapters.lora import FinetuneSettings, load_train_data, run_finetune
+    from harness.finetune import FinetuneSettings, load_train_data, run_finetune
 
     train_data = load_train_data(data, task, split, data_dir, tuple(include_path))
     settings = FinetuneSettings(

@@ -24,7 +24,7 @@ def index_group():
 @DATA_DIR_OPTION
 def index_build(docs, out, retriever, chunk, data_dir):
     """Build a retrieval index of a collection into a folder (with spec.json: what built it)."""
-    from harness.adapters.rag import build_collection_index
+    from harness.retrieval import build_collection_index
 
     spec = build_collection_index(docs, out, retriever, chunk=chunk, data_dir=data_dir).spec
     click.echo(f"{spec['retriever']} index of {spec['passages']} passages ({spec['source_documents']} documents) "
@@ -37,7 +37,7 @@ def index_build(docs, out, retriever, chunk, data_dir):
 @click.option("-k", type=click.IntRange(min=1), default=3, show_default=True, help="Passages to show.")
 def index_search(index_dir, query, k):
     """Show the k best passages of an index for a query."""
-    from harness.adapters.rag import Index
+    from harness.retrieval import Index
 
     for rank, (pid, score, text) in enumerate(Index.load(index_dir).search([query], k)[0], 1):
         click.echo(f"{rank}. {pid}  {score:.4f}  {text[:200]}")

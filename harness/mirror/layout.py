@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import DataUnavailableError
 
@@ -88,14 +88,12 @@ class _AbsentSplitSampler:
 
 def guard_absent_fewshot_split(task) -> None:
     """If `task` would draw few-shot examples from a split the mirror lacks, make that a clear error."""
+    from harness.lm_eval_compat import fewshot_split, has_fewshot_sampler, replace_fewshot_sampler
+
     dataset = getattr(task, "dataset", None)
-    if not getattr(dataset, "absent_splits", None) or not hasattr(task, "sampler"):
+    absent = getattr(dataset, "absent_splits", None)
+    if not absent or not has_fewshot_sampler(task):
         return
-    cfg, fewshot = task.config, task.fewshot_cfg
-    # lm-eval's order (ConfigurableTask.fewshot_docs): fewshot_config.split, its written-out
-    # samples, then the training, validation or test split
-    if fewshot.split is None and cfg.fewshot_config is not None and fewshot.samples is not None:
-        return
-    split = fewshot.split or cfg.training_split or cfg.validation_split or cfg.test_split
-    if split in dataset.absent_splits:
-        task.sampler = _AbsentSplitSampler(cfg.task, split, dataset)
+    split = fewshot_split(task)  # None: the task's config writes its examples out
+    if split is not None and split in absent:
+        replace_fewshot_sampler(task, _AbsentSplitSampler(task.config.task, split, dataset))

@@ -11,21 +11,18 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import UnknownModelError, UserError
 from harness.hashing import file_sha256
+from harness.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
 CONVERTED_MARKER = "harness-model.json"
-
-
-def cache_dir() -> Path:
-    """Where converted weights and hash memos live: $HARNESS_CACHE_DIR or ~/.cache/harness."""
-    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness")
 
 
 def _package_dir(module: str) -> Path | None:

@@ -7,34 +7,20 @@ Format: `name|option:value|...|ci:<method>[|bs:<resamples>|seed:<seed>]|library:
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import json
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
+from harness.provenance import installed_versions
 from harness.scorers.bootstrap import Estimate
 
 # distribution name -> the name a signature shows
 _LABELS = {"scikit-learn": "sklearn", "rouge-score": "rouge_score"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def library_version(distribution: str) -> str:
     """Installed version of a distribution, or 'unknown'."""
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def installed_versions(distributions) -> dict[str, str | None]:
-    """Installed version of each distribution (None where absent), for run records and cards."""
-    out = {}
-    for dist in distributions:
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+    return installed_versions((distribution,))[distribution] or "unknown"
 
 
 def _text(value: object) -> str:
