@@ -6,10 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lm_eval.utils import simple_parse_args_string
-
 from harness.errors import BadOptionError
 from harness.hashing import json_sha256
+from harness.lm_eval_compat import simple_parse_args_string
 from harness.models.generation import GEN_KWARGS, GEN_KWARGS_ALIASES, check_gen_kwargs
 
 # lm-eval's own defaults (simple_evaluate): python random 0, numpy/torch/few-shot 1234.

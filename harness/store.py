@@ -20,9 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lm_eval.utils import handle_non_serializable
-
 from harness.errors import UserError
+from harness.lm_eval_compat import handle_non_serializable
 from harness.record import RunRecord, scores_frame
 from harness.redact import redact, secret_values
 

@@ -66,7 +66,8 @@ def leaderboard(runs_dir, out, title):
 @click.option("--alpha", type=ALPHA, default=0.05, show_default=True, help="Significance level.")
 def compare(runs, runs_dir, out, md_out, alpha):
     """Compare runs: the first (A) against each other one, per task, with paired tests and flipped samples."""
-    from harness.reports.compare import compare_runs, comparison_markdown, find_run, render_comparison
+    from harness.reports.compare import compare_runs, comparison_markdown, render_comparison
+    from harness.store import find_run
 
     if len(runs) < 2:
         raise UserError("harness compare needs at least two runs (A B [C...])")
@@ -95,7 +96,7 @@ def compare(runs, runs_dir, out, md_out, alpha):
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
 def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
     """CI gate: exit 1 when a task's score drops beyond --max-drop, significantly, against the baseline."""
-    from harness.reports.compare import find_run
+    from harness.store import find_run
     from harness.reports.gate import check as run_check
     from harness.reports.gate import gate_junit, gate_markdown, load_baseline, parse_max_drops
 
@@ -121,7 +122,7 @@ def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
 @click.option("--summary-only", is_flag=True, help="Leave out per-document scores (then `check` cannot pair samples).")
 def baseline(run, out, runs_dir, summary_only):
     """Write a run's scores as a small baseline JSON to commit for `harness check`."""
-    from harness.reports.compare import find_run
+    from harness.store import find_run
     from harness.reports.gate import write_baseline
 
     written = write_baseline(find_run(run, runs_dir), Path(out), with_samples=not summary_only)

@@ -177,10 +177,10 @@ def _f1(items, options, r, aggregation):
 def _lm_eval_sacrebleu(metric: Callable[[], Any]) -> Estimator:
     """lm-eval's sacrebleu aggregations: the sacrebleu metric each one calls, with lm-eval's arguments."""
     def estimate(items, options, r, aggregation):
-        from lm_eval.api import metrics as lm_metrics
+        from harness.lm_eval_compat import sacreformat
 
         metric_obj = metric()
-        streams, preds = lm_metrics._sacreformat([ref for ref, _ in items], [p for _, p in items])
+        streams, preds = sacreformat([ref for ref, _ in items], [p for _, p in items])
         return _sacrebleu(metric_obj, list(preds), [list(s) for s in streams], options, r)
     return estimate
 
