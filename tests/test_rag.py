@@ -6,24 +6,17 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import harness
 
 from harness.adapters import rag
 from harness.store import RunStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
-                          cwd=Path.home(), timeout=600, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
