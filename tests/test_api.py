@@ -8,6 +8,8 @@ import inspect
 import json
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,10 @@ def both_runs(tmp_path_factory, smollm2_weights):
     out = cli(*CLI_ARGS, "--output", str(store))
     assert out.returncode == 0, out.stderr[-2000:]
     (cli_dir,) = RunStore(store).runs()
+    # run ids are by the second, and one saved in the same second is `ID-2`, which `ID` prefixes:
+    # the store's id lookup (find_run) calls that ambiguous, so the second run waits for the next second
+    while datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") == cli_dir.name[:16]:
+        time.sleep(0.05)
     with pytest.MonkeyPatch.context() as mp:
         if not hasattr(RunStore, "load"):  # the typed run record's RunStore.load is not merged yet: the folder
             mp.setattr(RunStore, "load", lambda self, run_dir: Path(run_dir), raising=False)
