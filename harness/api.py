@@ -11,6 +11,7 @@ input raises a harness.errors.UserError subclass (the command prints it on one l
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import BadOptionError
+from harness.quiet import libraries_quieted
 
 if TYPE_CHECKING:
     from harness.engine import FinishedRun
@@ -65,21 +67,24 @@ def evaluate(
     merge_adapter: bool = False,
     output: str | os.PathLike = DEFAULT_OUTPUT,
     use_cache: bool = True,
+    verbose: bool = False,
 ) -> RunRecord | None:
     """Evaluate `model` on `tasks`, store the run under `output`, and return its record.
 
     The arguments are `harness run`'s options: `tasks` names, groups or globs (a list, or one
     comma-separated string); `limit` a count of docs per task, or a fraction below 1; `batch_size`
     a number or "auto"; `gen_kwargs` a dict or "k=v,k=v"; `data_dir` a local data mirror (default
-    $HARNESS_DATA_DIR, else the hub); `use_cache=False` is `--no-cache`. Returns None on the
-    processes other than the main one of a data-parallel launch (`accelerate launch script.py`).
+    $HARNESS_DATA_DIR, else the hub); `use_cache=False` is `--no-cache`; `verbose=True` is
+    `harness -v` (the libraries' logging and warnings, otherwise quiet during the call). Returns None
+    on the processes other than the main one of a data-parallel launch (`accelerate launch script.py`).
     """
     spec = make_spec(model, tasks, num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, seed=seed,
                      gen_kwargs=gen_kwargs, apply_chat_template=apply_chat_template,
                      system_instruction=system_instruction, data_dir=data_dir, include_paths=include_paths,
                      device=device, dtype=dtype, compile=compile, bootstrap_iters=bootstrap_iters, adapter=adapter,
                      merge_adapter=merge_adapter)
-    stored = run_and_store(spec, output, use_cache=use_cache)
+    with contextlib.nullcontext() if verbose else libraries_quieted():
+        stored = run_and_store(spec, output, use_cache=use_cache)
     return None if stored is None else stored.record()
 
 
@@ -96,7 +101,7 @@ def make_spec(model: str, tasks: str | Sequence[str], **options: Any) -> RunSpec
         raise BadOptionError(f"unknown option {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     for name in ("num_fewshot", "seed", "bootstrap_iters"):
         _check_int(name, options.get(name))
-    if options.get("bootstrap_iters", 0) < 0:
+    if (options.get("bootstrap_iters") or 0) < 0:
         raise BadOptionError("--bootstrap-iters must be 0 or more")
     gen_kwargs = options.pop("gen_kwargs", None)
     if isinstance(gen_kwargs, Mapping):
@@ -136,10 +141,11 @@ def run_and_store(spec: RunSpec, output: str | os.PathLike = DEFAULT_OUTPUT, use
 
 def task_names(tasks: str | Sequence[str]) -> tuple[str, ...]:
     """`--tasks a,b` or ["a", "b"] (items may hold commas too) as a tuple of names."""
-    items = [tasks] if isinstance(tasks, str) else list(tasks)
-    if not all(isinstance(item, str) for item in items):
+    items: list[Any] = list(tasks) if isinstance(tasks, (list, tuple, set)) else [tasks]
+    names: list[str] = [item for item in items if isinstance(item, str)]
+    if len(names) < len(items):
         raise BadOptionError(f"tasks {tasks!r}: expected task names, groups or globs")
-    return tuple(name.strip() for item in items for name in item.split(",") if name.strip())
+    return tuple(name.strip() for item in names for name in item.split(",") if name.strip())
 
 
 def coerce_limit(limit: float | None) -> float | int | None:

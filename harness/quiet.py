@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from harness.redact import RedactingFilter
@@ -34,11 +36,55 @@ def quiet_libraries(verbose: bool) -> None:
     # own setting of these variables wins
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # "Map" bars of lm-eval's dataset preparation
-    warnings.filterwarnings("ignore", category=FutureWarning, module=LIBRARY_MODULES)
+    _ignore_library_future_warnings()
     if "transformers" in sys.modules:  # already loaded (a command run in-process): tell it directly
         sys.modules["transformers"].logging.set_verbosity_error()
-    if "datasets" in sys.modules:
+    if "datasets" in sys.modules and _datasets_bars_are_ours():
         sys.modules["datasets"].disable_progress_bars()
+
+
+@contextmanager
+def libraries_quieted() -> Iterator[None]:
+    """For the Python API: a command's quiet (libraries' logs at ERROR, their FutureWarnings and
+    needless bars off) for the length of a call; the caller's settings are back afterwards."""
+    import datasets
+    import lm_eval.api.model
+    import lm_eval.api.task
+    import transformers
+
+    loggers = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+    verbosity = transformers.logging.get_verbosity()
+    bars = {module: module.tqdm for module in (lm_eval.api.task, lm_eval.api.model)}
+    datasets_bars = _datasets_bars_are_ours() and not datasets.are_progress_bars_disabled()
+    try:
+        with warnings.catch_warnings():
+            _ignore_library_future_warnings()
+            for name in LIBRARY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
+            transformers.logging.set_verbosity_error()
+            if datasets_bars:
+                datasets.disable_progress_bars()
+            quiet_lm_eval_progress()
+            yield
+    finally:
+        for name, level in loggers.items():
+            logging.getLogger(name).setLevel(level)
+        transformers.logging.set_verbosity(verbosity)
+        if datasets_bars:
+            datasets.enable_progress_bars()
+        for module, bar in bars.items():
+            module.tqdm = bar
+
+
+def _ignore_library_future_warnings() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning, module=LIBRARY_MODULES)
+
+
+def _datasets_bars_are_ours() -> bool:
+    """Whether datasets' bars may be switched in code: not when $HF_DATASETS_DISABLE_PROGRESS_BARS decides."""
+    import datasets.config
+
+    return datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is None
 
 
 def quiet_lm_eval_progress() -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from clirun import harness as cli
 from helpers import task_instances
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,7 +222,7 @@ def bad_inputs(tmp_path_factory):
         "adapter-missing", "not-an-adapter"])
 def test_bad_input_gets_one_line_and_exit_2(case, bad_inputs):
     args, message = case
-    result = harness(*args.format(r=bad_inputs).split())
+    result = cli(*args.format(r=bad_inputs).split())
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr

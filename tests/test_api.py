@@ -6,10 +6,15 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from clirun import harness as cli
+from clirun import library_noise, progress_lines
 
 import harness
 from harness import errors
@@ -30,6 +35,10 @@ def both_runs(tmp_path_factory, smollm2_weights):
     out = cli(*CLI_ARGS, "--output", str(store))
     assert out.returncode == 0, out.stderr[-2000:]
     (cli_dir,) = RunStore(store).runs()
+    # run ids are by the second, and one saved in the same second is `ID-2`, which `ID` prefixes:
+    # the store's id lookup (find_run) calls that ambiguous, so the second run waits for the next second
+    while datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") == cli_dir.name[:16]:
+        time.sleep(0.05)
     with pytest.MonkeyPatch.context() as mp:
         if not hasattr(RunStore, "load"):  # the typed run record's RunStore.load is not merged yet: the folder
             mp.setattr(RunStore, "load", lambda self, run_dir: Path(run_dir), raising=False)
@@ -75,7 +84,7 @@ def test_runs_dir_is_still_a_name_of_runs(both_runs):
 def test_evaluate_takes_the_options_of_harness_run():
     # a new RunSpec field is an argument of evaluate() and an option of `harness run`, or this fails
     fields = {f.name for f in dataclasses.fields(RunSpec)}
-    assert set(inspect.signature(evaluate).parameters) == fields | {"output", "use_cache"}
+    assert set(inspect.signature(evaluate).parameters) == fields | {"output", "use_cache", "verbose"}
     from harness.cli import run
 
     renamed = {"include_path": "include_paths", "compile_model": "compile", "no_cache": "use_cache"}
@@ -89,6 +98,7 @@ BAD = {
     "no tasks": (dict(tasks=[]), errors.BadOptionError, "names no task"),
     "unknown task": (dict(tasks=["no_such_task"]), errors.UnknownTaskError, "unknown task 'no_such_task'"),
     "tasks not names": (dict(tasks=[1, 2]), errors.BadOptionError, "expected task names"),
+    "tasks none": (dict(tasks=None), errors.BadOptionError, "expected task names"),
     "limit zero": (dict(tasks="demo", limit=0), errors.BadOptionError, "--limit must be positive"),
     "limit a word": (dict(tasks="demo", limit="all"), errors.BadOptionError, "--limit 'all'"),
     "negative shots": (dict(tasks="demo", num_fewshot=-1), errors.BadOptionError, "--num-fewshot"),
@@ -120,3 +130,23 @@ def test_output_that_is_a_file_is_a_user_error(tmp_path):
 def test_load_runs_is_the_run_records_table():
     record = pytest.importorskip("harness.record", reason="harness.record (the typed run record) is not merged yet")
     assert harness.load_runs is record.load_runs
+
+
+@pytest.mark.model
+def test_a_script_calling_evaluate_shows_no_library_noise(tmp_path, smollm2_weights):
+    # the bar, as a script in a fresh interpreter (this process's quiet is already set by other tests)
+    code = "\n".join([
+        "import harness",
+        "from harness.store import RunStore",
+        "if not hasattr(RunStore, 'load'):  # the typed run record is not merged yet: the folder stands in",
+        "    RunStore.load = lambda self, run_dir: run_dir",
+        f"r = harness.evaluate(model='smollm2-135m', tasks=['demo_capitals'], limit=5, output={str(tmp_path)!r},"
+        " use_cache=False)",
+        "print('stored', r)",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.home(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = RunStore(tmp_path).runs()
+    assert json.loads((run_dir / "spec.json").read_text())["spec"]["limit"] == 5
+    assert library_noise(out.stderr) == [], out.stderr
+    assert any(line.startswith("loglikelihood:") for line in progress_lines(out.stderr))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clirun import harness
+from clirun import harness, library_noise, progress_lines
 from conftest import REPO
 
 from harness.store import RunStore
@@ -25,11 +25,6 @@ def console_script(*args: str, env: dict | None = None) -> subprocess.CompletedP
                           timeout=600, env={**os.environ, **(env or {})})
 
 
-def progress_lines(stderr: str) -> list[str]:
-    """stderr split into its lines and the redraws of progress bars (\r), blanks dropped."""
-    return [part for line in stderr.splitlines() for part in line.split("\r") if part.strip()]
-
-
 @pytest.mark.model
 def test_run_prints_a_score_table_and_stores_the_run(tmp_path, smollm2_weights):
     # the console script, computing every request (no cache): what a user sees on a first run
@@ -41,14 +36,8 @@ def test_run_prints_a_score_table_and_stores_the_run(tmp_path, smollm2_weights):
     runs = RunStore(tmp_path / "runs").runs()
     assert len(runs) == 1 and (runs[0] / "results.json").exists()
     assert str(runs[0]) in out.stdout.replace("\n", "")
-    # no library noise: the runner's progress bars and the model's loading bar, nothing else (no
-    # lm-eval bars per task or for tokenizing, no datasets "Map" bars, no library warnings)
-    ours = ("loglikelihood:", "Loading weights:")
-    # the transformers `past_key_values` FutureWarning (two lines) is the runner's to fix: drop this once it is
-    pkv = ("FutureWarning: `past_key_values` is deprecated", "return forward_call(*args, **kwargs)")
-    noise = [line for line in progress_lines(out.stderr)
-             if not line.startswith(ours) and not any(p in line for p in pkv)]
-    assert noise == [], out.stderr
+    # no library noise: no lm-eval bars per task or for tokenizing, no datasets "Map" bars, no library warnings
+    assert library_noise(out.stderr) == [], out.stderr
     assert any(line.startswith("loglikelihood:") for line in progress_lines(out.stderr))
 
 

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-import torch
+from clirun import harness as cli
+from helpers import chromium_path, open_browser
 
 from harness.store import RunStore, read_samples
-from helpers import chromium_path, open_browser
 
 pytestmark = pytest.mark.model
 TASKS = "demo_arithmetic,demo_capitals"
 
 
-def harness(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=900,
-                          cwd=cwd or Path.home(), env=env)
+def harness(*args: str):
+    return cli(*args, env={"GITHUB_STEP_SUMMARY": None})  # a CI's step summary is not this test's to append to
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
-from lm_eval.api.instance import Instance
-
+from clirun import harness as harness_cli
 from conftest import REPO
+from lm_eval.api.instance import Instance
 
 TEXTS = [json.loads(line)["text"] for line in (REPO / "tasks/demo/text.jsonl").read_text().splitlines()]
 # a shared instruction of more than 16 tokens: the runner prefills it once (prefix cache) for every row
@@ -253,11 +250,6 @@ def test_cli_over_task_over_defaults_and_the_settings_used_are_recorded(harness_
 
 
 # ------------------------------------------------------------------ bad values
-def harness_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
-                          cwd=Path.home(), timeout=300)
-
-
 @pytest.mark.parametrize("value, expected", [
     ("frequency_penalty=abc", "frequency_penalty must be a number from -2 to 2"),
     ("frequency_penalty=5", "frequency_penalty must be a number from -2 to 2"),

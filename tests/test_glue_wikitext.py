@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import lm_eval
@@ -14,12 +12,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from clirun import harness
+from helpers import task_instances
 from lm_eval.tasks import TaskManager
 
 from harness.errors import DataUnavailableError
 from harness.mirror import load_from_mirror
-from harness.tasks import MirrorTaskFactory, build_task_manager, list_tasks, load_tasks, packaged_tasks_dir, resolve_tasks
-from helpers import task_instances
+from harness.tasks import (
+    MirrorTaskFactory,
+    build_task_manager,
+    list_tasks,
+    load_tasks,
+    packaged_tasks_dir,
+    resolve_tasks,
+)
 
 LM_EVAL_TASKS = Path(lm_eval.__file__).parent / "tasks"
 GLUE_IN_MIRROR = ("sst2", "cola", "mrpc", "rte", "qnli", "wnli")  # lm-eval's GLUE tasks the mirror has
@@ -119,9 +125,8 @@ def test_the_glue_tag_runs_what_the_mirror_holds_and_names_what_it_skips(shared_
 
 @pytest.mark.parametrize("task,missing", [("qqp", "glue/QQP/dev.tsv"), ("mnli", "glue/MNLI/dev_matched.tsv")])
 def test_running_a_glue_task_the_mirror_lacks_is_a_one_line_error(shared_data, tmp_path, task, missing):
-    out = subprocess.run([sys.executable, "-m", "harness", "run", "--model", "smollm2-135m", "--tasks", task,
-                          "--data-dir", str(shared_data), "--limit", "2", "--output", str(tmp_path)],
-                         capture_output=True, text=True, cwd=Path.home(), timeout=300)
+    out = harness("run", "--model", "smollm2-135m", "--tasks", task, "--data-dir", str(shared_data), "--limit", "2",
+                  "--output", str(tmp_path))
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1 and missing in out.stderr and "Traceback" not in out.stderr
 

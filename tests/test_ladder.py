@@ -3,15 +3,11 @@ numbers recomputed from the stored samples with rouge-score."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from clirun import harness
 from rouge_score import rouge_scorer
 
 from harness.ladder import load_ladder
@@ -19,12 +15,6 @@ from harness.store import RunStore, read_json, read_samples
 
 pytestmark = pytest.mark.model
 LIMIT = 4
-
-
-def harness(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=900,
-                          cwd=Path.home(), env=env)
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,13 @@ browser, hostile model output rendered as inert text, no console errors)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
+from clirun import harness
+from helpers import chromium_path, open_browser
 
 from harness.reports.leaderboard import build_leaderboard
 from harness.store import RunStore
-from helpers import chromium_path, open_browser
 
 CHROMIUM = chromium_path()
 expect = None  # playwright's, once the page fixture has imported it
@@ -83,9 +80,7 @@ def page(tmp_path_factory):
               samples=[sample(i, HOSTILE[i % 4], correct=i % 3 == 0) for i in range(120)])
     write_run(store, "run-02", "beta", {"a": 0.6, "b": 0.5})
     write_run(store, "run-03", hostile_model, {"a": 0.45, 'x"><img src=y onerror=window.__pwned=2>': 0.5})
-    out = subprocess.run([sys.executable, "-m", "harness", "leaderboard", "--runs", str(root / "runs"),
-                          "--out", str(root / "board.html")], capture_output=True, text=True, timeout=300,
-                         env=os.environ)
+    out = harness("leaderboard", "--runs", str(root / "runs"), "--out", str(root / "board.html"))
     assert out.returncode == 0, out.stderr
     with playwright.sync_playwright() as p:
         browser, tab, errors = open_browser(p)

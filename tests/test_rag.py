@@ -6,14 +6,12 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import harness
 
 from harness import retrieval
 from harness.adapters import task_hooks
@@ -21,11 +19,6 @@ from harness.retrieval import index as retrieval_index
 from harness.store import RunStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
-                          cwd=Path.home(), timeout=600, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")

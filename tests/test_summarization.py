@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 import sacrebleu
+from clirun import harness
 from rouge_score import rouge_scorer
 
 from harness.mirror import load_from_mirror, mirror_source
@@ -97,9 +96,7 @@ def test_samsum_task_docs_are_the_test_split_with_plain_line_breaks(shared_data)
 
 def harness_run(out: Path, *args: str) -> tuple[dict, list[dict]]:
     """`harness run` as a user types it; the stored results.json and samples."""
-    # not run from the checkout: `python -m` would import the source tree instead of the install
-    done = subprocess.run([sys.executable, "-m", "harness", "run", "--model", "smollm2-135m", "--output", str(out),
-                           *args], capture_output=True, text=True, cwd=Path.home(), timeout=900)
+    done = harness("run", "--model", "smollm2-135m", "--output", str(out), *args)
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = RunStore(out).runs()
     samples = [json.loads(line) for line in gzip.open(run / "samples.jsonl.gz", "rt", encoding="utf-8")]

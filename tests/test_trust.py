@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from clirun import harness
 
 EVIL_YAML = """task: evil_task
 custom_dataset: !function evil.load
@@ -27,11 +26,6 @@ def plant(folder: Path) -> Path:
     (folder / "evil.yaml").write_text(EVIL_YAML)
     (folder / "evil.py").write_text(EVIL_PY)
     return folder / "EXECUTED"
-
-
-def harness(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=300,
-                          cwd=Path.home(), env=os.environ)
 
 
 def test_code_in_a_data_mirror_or_a_run_record_is_never_loaded(tmp_path):
