@@ -17,13 +17,13 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _LAZY = {
     "evaluate": "harness.api",
-    "load_runs": "harness.record",
+    "load_runs": "harness.store",
 }
 __all__ = ["__version__", "evaluate", "load_runs"]
 
 if TYPE_CHECKING:
     from harness.api import evaluate
-    from harness.record import load_runs
+    from harness.store import load_runs
 
 
 def __getattr__(name: str) -> Any:

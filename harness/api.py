@@ -43,7 +43,7 @@ class StoredRun:
 
     def record(self) -> RunRecord:
         """The typed run record, read back from the store: the one place the API loads a run."""
-        return self.store.load(self.run_dir)  # type: ignore[attr-defined]  # RunStore.load: the record branch
+        return self.store.load(self.run_dir)
 
 
 def evaluate(

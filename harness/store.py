@@ -195,8 +195,9 @@ class RunStore:
         if (path / RESULTS).is_file():
             return path
         matches = [p for p in self.runs() if p.name.startswith(os.fspath(ref))]
-        if len(matches) == 1:
-            return matches[0]
+        exact = [p for p in matches if p.name == os.fspath(ref)]  # `ID` is a prefix of `ID-2`, saved the same second
+        if exact or len(matches) == 1:
+            return (exact or matches)[0]
         if not matches:
             raise UserError(f"run '{os.fspath(ref)}' not found: give a run folder or a run id from "
                             f"`harness runs --runs {self._given}`")

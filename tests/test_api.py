@@ -39,12 +39,9 @@ def both_runs(tmp_path_factory, smollm2_weights):
     # the store's id lookup (find_run) calls that ambiguous, so the second run waits for the next second
     while datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") == cli_dir.name[:16]:
         time.sleep(0.05)
-    with pytest.MonkeyPatch.context() as mp:
-        if not hasattr(RunStore, "load"):  # the typed run record's RunStore.load is not merged yet: the folder
-            mp.setattr(RunStore, "load", lambda self, run_dir: Path(run_dir), raising=False)
-        record = harness.evaluate(**API_ARGS, output=store)
-        (api_dir,) = set(RunStore(store).runs()) - {cli_dir}
-        assert record == RunStore(store).load(api_dir)
+    record = harness.evaluate(**API_ARGS, output=store)
+    (api_dir,) = set(RunStore(store).runs()) - {cli_dir}
+    assert record.run_id == api_dir.name and record.results == RunStore(store).load(api_dir).results
     return store, cli_dir, api_dir
 
 
@@ -127,9 +124,10 @@ def test_output_that_is_a_file_is_a_user_error(tmp_path):
         evaluate(tasks="demo", output=tmp_path / "a_file")
 
 
-def test_load_runs_is_the_run_records_table():
-    record = pytest.importorskip("harness.record", reason="harness.record (the typed run record) is not merged yet")
-    assert harness.load_runs is record.load_runs
+def test_load_runs_is_the_stores_table():
+    from harness import store
+
+    assert harness.load_runs is store.load_runs
 
 
 @pytest.mark.model
@@ -137,9 +135,6 @@ def test_a_script_calling_evaluate_shows_no_library_noise(tmp_path, smollm2_weig
     # the bar, as a script in a fresh interpreter (this process's quiet is already set by other tests)
     code = "\n".join([
         "import harness",
-        "from harness.store import RunStore",
-        "if not hasattr(RunStore, 'load'):  # the typed run record is not merged yet: the folder stands in",
-        "    RunStore.load = lambda self, run_dir: run_dir",
         f"r = harness.evaluate(model='smollm2-135m', tasks=['demo_capitals'], limit=5, output={str(tmp_path)!r},"
         " use_cache=False)",
         "print('stored', r)",
