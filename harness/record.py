@@ -12,11 +12,12 @@ import dataclasses
 import functools
 import json
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from harness.scorers.keys import is_score, split_key, stderr_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,22 +32,7 @@ RIGHT_OR_WRONG = frozenset({"acc", "acc_norm", "exact_match", "squad_exact_match
 
 
 # ---------------------------------------------------------------------------------- result keys
-def is_score(key: str, value: Any) -> bool:
-    """A metric value of lm-eval's results (`acc,none`), not its stderr, alias or sample count."""
-    return "," in key and "_stderr," not in key and isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """`metric,filter` -> (metric, filter)."""
-    metric, filt = key.split(",", 1)
-    return metric, filt
-
-
-def stderr_key(metric: str, filt: str) -> str:
-    """lm-eval's key of a score's standard error."""
-    return f"{metric}_stderr,{filt}"
-
-
+# is_score, split_key and stderr_key: harness.scorers.keys (the scorers write the keys the record reads)
 def finite(value: Any) -> float | None:
     """A number that is finite, as a float; anything else (N/A, NaN, infinity) is None."""
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None

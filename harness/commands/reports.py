@@ -96,9 +96,9 @@ def compare(runs, runs_dir, out, md_out, alpha):
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
 def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
     """CI gate: exit 1 when a task's score drops beyond --max-drop, significantly, against the baseline."""
-    from harness.store import find_run
     from harness.reports.gate import check as run_check
     from harness.reports.gate import gate_junit, gate_markdown, load_baseline, parse_max_drops
+    from harness.store import find_run
 
     default_drop, per_task = parse_max_drops(max_drops)
     base_path = Path(baseline)
@@ -122,8 +122,8 @@ def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
 @click.option("--summary-only", is_flag=True, help="Leave out per-document scores (then `check` cannot pair samples).")
 def baseline(run, out, runs_dir, summary_only):
     """Write a run's scores as a small baseline JSON to commit for `harness check`."""
-    from harness.store import find_run
     from harness.reports.gate import write_baseline
+    from harness.store import find_run
 
     written = write_baseline(find_run(run, runs_dir), Path(out), with_samples=not summary_only)
     click.echo(f"baseline of {len(written['tasks'])} tasks from {written['run_id']} -> {out}")

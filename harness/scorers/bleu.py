@@ -7,7 +7,7 @@ bootstrap resample only needs those per-segment statistics re-summed: `segment_s
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import sacrebleu

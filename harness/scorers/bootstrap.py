@@ -8,8 +8,8 @@ Pearson, ECE), turns each resample into a row of summed statistics with one matr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 

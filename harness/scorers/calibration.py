@@ -9,7 +9,7 @@ equal-MASS bins instead (uncertainty-calibration's get_ece_em), so the two are n
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import softmax

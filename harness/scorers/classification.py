@@ -7,7 +7,7 @@ formulas give sklearn's `matthews_corrcoef` and `f1_score` (tests check that).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -7,8 +7,8 @@ mean difference, read its 95 % interval and a two-sided p-value from the replica
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from lm_eval.api import metrics as lm_metrics
 
-from harness.record import is_score, split_key, stderr_key
 from harness.scorers.bleu import sentence_bleu
 from harness.scorers.bootstrap import Estimate, bootstrap_statistic, normal_interval
 from harness.scorers.calibration import choice_confidence, ece_from_sums, ece_rows
+from harness.scorers.keys import is_score, split_key, stderr_key
 from harness.scorers.metrics import METRICS, Resampling, describe_metric, stderr_method
 from harness.scorers.signature import format_signature
 
