@@ -230,15 +230,13 @@ class HarnessLM(TemplateLM):
             box = [hits]
             torch.distributed.broadcast_object_list(box, src=0)
             hits = box[0]
-        todo = [i for i, key in enumerate(keys) if key not in hits]
-        self.stats["requests_from_cache"] += len(keys) - len(todo)
-        self.stats["requests_computed"] += len(todo)
-        results = [decode(hits[key]) if key in hits else None for key in keys]
-        if todo:
-            for i, value in zip(todo, compute(todo, lambda i, value: cache.add(keys[i], kind, value))):
-                results[i] = value
-        cache.batch_done()  # results emitted outside a batch (rolling documents split between processes)
-        return results
+
+        def tally(from_cache: int, computed: int) -> None:
+            self.stats["requests_from_cache"] += from_cache
+            self.stats["requests_computed"] += computed
+
+        return cache.through(kind, keys, lambda todo, sink: compute(todo, sink.add), decode=decode, hits=hits,
+                             tally=tally)
 
     def _score_tokens(self, requests, disable_tqdm: bool = False, emit: Callable | None = None) -> list[tuple[float, bool]]:
         """Score (context, continuation) token pairs, computing every shared prefix once.
@@ -614,9 +612,9 @@ class HarnessLM(TemplateLM):
         self.stats["max_batch_requests"] = max(self.stats["max_batch_requests"], requests)
         if self.request_cache is None:
             return run(batch)
-        self.request_cache.batch_started(requests)
+        self.request_cache.mark_in_flight(requests)
         run(batch)
-        self.request_cache.batch_done()
+        self.request_cache.commit()
 
     def _run_splitting(self, batch: list, run: Callable[[list], None]) -> None:
         """run(batch), in halves (recursively) where it runs out of accelerator memory."""
