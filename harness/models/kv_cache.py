@@ -4,6 +4,7 @@ or held once and attended by all rows at once (cascade attention, see attention.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import torch
@@ -17,6 +18,17 @@ from harness.models.runner import WorkStats
 # attention.py: cascade attention); shorter prefixes are expanded to every row (0-shot MMLU's
 # ~20-token descriptions stay there, and so do their batches).
 CASCADE_MIN_PREFIX = 128
+
+
+def cache_argument(model: Any) -> str:
+    """The name the model's forward takes (and returns) its KV cache by: `cache` in recent
+    transformers, which warn on every call that passes the older `past_key_values`."""
+    forward = type(getattr(model, "_orig_mod", model)).forward
+    try:
+        parameters = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def fresh_view(cache: Any, rows: int, views: bool = True) -> Any:
@@ -47,7 +59,7 @@ class KVCaches:
 
     def __init__(self, model: Any, work: WorkStats) -> None:
         self.model, self.work = model, work
-        self.argument = "past_key_values"
+        self.argument = cache_argument(model)  # decided once
 
     def passing(self, cache: Any) -> dict[str, Any]:
         """The keyword that hands the forward pass (or generate) `cache`."""
