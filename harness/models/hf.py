@@ -347,14 +347,6 @@ class HarnessLM(TemplateLM):
         return self.parallel.gather([results.get(i) for i in todo])
 
 
-def lm_eval_cli() -> None:
-    """`harness-lm-eval ...`: lm-eval's own CLI with `--model harness-hf` registered."""
-    import harness.scorers  # noqa: F401  our metric names (rouge1, corpus_bleu, ...) for the task YAMLs
-    from harness.lm_eval_compat import cli_evaluate
-
-    cli_evaluate()
-
-
 class _DocumentSums:
     """The sink a document's rolling windows are scored into: each window's score kept, and the
     document's total written to `sink` once all of its windows are in (in window order, whatever
