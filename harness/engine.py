@@ -16,7 +16,9 @@ from harness.lm_eval_compat import evaluator_git_hash
 from harness.mirror import resolve_data_dir
 from harness.models.catalog import LoadedModel, load_model
 from harness.models.generation import generation_record
-from harness.models.hf import HarnessLM, distributed_state
+from harness.models.hf import HarnessLM
+from harness.models.parallel import distributed_state
+from harness.models.runner import Runner
 from harness.paths import cache_dir
 from harness.provenance import collect_env, quiet_git_describe
 from harness.request_cache import RequestCache
@@ -81,8 +83,9 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
         loaded = attach_adapter(loaded, spec.adapter, merge=spec.merge_adapter, in_place=fresh)
     seeds = spec.seeds()
     # requests that sample without a seed of their own use the run's torch seed
-    lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile, seed=seeds["torch"])
-    interrupted = lm.attach_request_cache(cache) if cache is not None else 0
+    lm: Runner = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile, seed=seeds["torch"])
+    if cache is not None:
+        lm.attach_request_cache(cache)
     # lm-eval records `git describe` of the working directory and lets git print "fatal: not a git
     # repository" outside one; ask git quietly (our own commit is in env.json)
     with evaluator_git_hash(quiet_git_describe):
@@ -93,12 +96,13 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
     attach_statistics(results, samples, built, seed=seeds["numpy"], resamples=spec.bootstrap_iters)
     results.setdefault("config", {})["bootstrap_iters"] = spec.bootstrap_iters  # lm-eval recorded its 0
     tasks = task_records(results, samples)
+    report = lm.report()
     for name, record in tasks.items():  # generation settings actually used, and who set each
-        record["generation"] = generation_record(lm.generation_used.get(name), spec.gen_kwargs)
+        record["generation"] = generation_record(report.generation.get(name), spec.gen_kwargs)
     identity = loaded.identity
     run_hash = spec_hash(spec, identity, {name: t["config_sha256"] for name, t in tasks.items()})
     results["harness"] = {"spec_sha256": run_hash, "model": identity, "skipped_tasks": selection.skipped,
-                          "truncated_requests": lm.stats["truncated_requests"], "max_length": lm.max_length}
+                          "truncated_requests": report.work.truncated_requests, "max_length": report.max_length}
     spec_record = {
         "spec_sha256": run_hash,
         "spec": spec.to_dict(),
@@ -107,11 +111,9 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
         "tasks": tasks,
     }
     env = collect_env(identity, started)
-    env["runner"] = dict(lm.stats)  # work done: tokens computed, forward passes, seconds, cache use
-    if lm.request_cache is not None:
-        env["runner"]["request_cache"] = str(lm.request_cache.path)
-        env["runner"]["interrupted_in_flight"] = interrupted
-        lm.request_cache.close()
+    env["runner"] = report.env_record()  # work done: tokens computed, forward passes, seconds, cache use
+    if cache is not None:
+        cache.close()
     return FinishedRun(run_hash, spec.model, results, samples, spec_record, env)
 
 

@@ -24,11 +24,29 @@ from lm_eval.tasks import TaskManager
 from lm_eval.tasks._factory import TaskFactory as _LmEvalTaskFactory
 from lm_eval.tasks._index import Kind
 from lm_eval.tasks._yaml_loader import load_yaml
-from lm_eval.utils import apply_template, handle_non_serializable, simple_parse_args_string
+from lm_eval.models.utils import (
+    configure_pad_token,
+    handle_stop_sequences,
+    has_bos_prefix,
+    normalize_gen_kwargs,
+    postprocess_generated_text,
+    resolve_max_length,
+)
+from lm_eval.models.utils_hf import stop_sequences_criteria
+from lm_eval.utils import (
+    apply_template,
+    get_rolling_token_windows,
+    handle_non_serializable,
+    make_disjoint_window,
+    simple_parse_args_string,
+)
 
-__all__ = ["Kind", "TaskFactory", "add_metrics", "apply_template", "evaluator_git_hash", "fewshot_split",
-           "handle_non_serializable", "has_fewshot_sampler", "load_spec", "read_task_yaml",
-           "replace_fewshot_sampler", "sacreformat", "simple_parse_args_string", "task_manager"]
+__all__ = ["Kind", "TaskFactory", "add_metrics", "apply_template", "cli_evaluate", "configure_pad_token",
+           "evaluator_git_hash", "fewshot_split", "get_rolling_token_windows", "handle_non_serializable",
+           "handle_stop_sequences", "has_bos_prefix", "has_fewshot_sampler", "lm_eval_bar_modules", "load_spec", "make_disjoint_window",
+           "normalize_gen_kwargs", "postprocess_generated_text", "read_task_yaml", "replace_fewshot_sampler",
+           "resolve_max_length", "sacreformat", "simple_parse_args_string", "stop_sequences_criteria",
+           "task_manager"]
 
 
 # ---------------------------------------------------------------------------------------------- tasks (harness/tasks.py)
@@ -138,6 +156,16 @@ def evaluator_git_hash(describe: Callable[[], str | None]) -> Iterator[None]:
         lm_eval.evaluator.get_git_commit_hash = before
 
 
+# ---------------------------------------------------------------------------------------------- progress bars (harness/quiet.py)
+def lm_eval_bar_modules() -> tuple[Any, ...]:
+    """The lm-eval modules that draw bars through a module-level `tqdm` name (`from tqdm import tqdm`):
+    task building (lm_eval.api.task) and tokenizing (lm_eval.api.model). Swapping that name silences them."""
+    import lm_eval.api.model
+    import lm_eval.api.task
+
+    return (lm_eval.api.task, lm_eval.api.model)
+
+
 # ---------------------------------------------------------------------------------------------- metrics (harness/scorers)
 def sacreformat(refs, preds):
     """(reference streams, predictions) as lm-eval's bleu/chrf/ter aggregations hand them to sacrebleu."""
@@ -149,3 +177,15 @@ def sacreformat(refs, preds):
 # lm_eval.utils helpers re-exported above (undocumented, so they may move): apply_template (jinja as task
 # YAMLs render), handle_non_serializable (how lm-eval writes results JSON), simple_parse_args_string
 # (--model_args parsing).
+
+
+# ---------------------------------------------------------------------------------------------- runner (harness/models)
+# lm_eval.models.utils / utils_hf / lm_eval.utils helpers imported above, used as HFLM uses them so that
+# tokenisation, stop sequences and rolling windows are lm-eval's: configure_pad_token, has_bos_prefix,
+# resolve_max_length, postprocess_generated_text, handle_stop_sequences, normalize_gen_kwargs,
+# stop_sequences_criteria, get_rolling_token_windows, make_disjoint_window.
+def cli_evaluate() -> None:
+    """lm-eval's command line (imported when called: it pulls in lm-eval's whole CLI)."""
+    from lm_eval.__main__ import cli_evaluate as run
+
+    run()

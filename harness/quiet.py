@@ -48,13 +48,13 @@ def libraries_quieted() -> Iterator[None]:
     """For the Python API: a command's quiet (libraries' logs at ERROR, their FutureWarnings and
     needless bars off) for the length of a call; the caller's settings are back afterwards."""
     import datasets
-    import lm_eval.api.model
-    import lm_eval.api.task
     import transformers
+
+    from harness.lm_eval_compat import lm_eval_bar_modules
 
     loggers = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
     verbosity = transformers.logging.get_verbosity()
-    bars = {module: module.tqdm for module in (lm_eval.api.task, lm_eval.api.model)}
+    bars = {module: module.tqdm for module in lm_eval_bar_modules()}
     datasets_bars = _datasets_bars_are_ours() and not datasets.are_progress_bars_disabled()
     try:
         with warnings.catch_warnings():
@@ -91,11 +91,10 @@ def quiet_lm_eval_progress() -> None:
     """lm-eval draws a bar per task while it builds the requests (unlabelled, over in a blink) and one
     while it tokenizes them (the runner's own bar then counts the same requests): off. The runner's
     bars (loglikelihood, generate_until) remain."""
-    import lm_eval.api.model
-    import lm_eval.api.task
+    from harness.lm_eval_compat import lm_eval_bar_modules
 
-    for module in (lm_eval.api.task, lm_eval.api.model):
-        module.tqdm = _no_bar  # both call the name they imported: `from tqdm import tqdm`
+    for module in lm_eval_bar_modules():
+        module.tqdm = _no_bar
 
 
 def _no_bar(*args: Any, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 from harness.errors import BadOptionError
 from harness.hashing import json_sha256
 from harness.lm_eval_compat import simple_parse_args_string
+from harness.models.batching import parse_batch_size  # noqa: F401  `--batch-size`: one parser, the runner's
 from harness.models.generation import GEN_KWARGS, GEN_KWARGS_ALIASES, check_gen_kwargs
 
 # lm-eval's own defaults (simple_evaluate): python random 0, numpy/torch/few-shot 1234.
@@ -59,19 +60,6 @@ def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[s
     if model_identity.get("adapter"):  # only then: runs without an adapter keep their hashes
         weights["adapter"] = {k: model_identity["adapter"][k] for k in ("sha256", "merged")}
     return json_sha256({"settings": settings, "model": weights, "tasks": task_hashes})
-
-
-def parse_batch_size(text: str | int) -> int | str:
-    """`--batch-size`: a positive integer or `auto`."""
-    if str(text).strip().lower() == "auto":
-        return "auto"
-    try:
-        size = int(text)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise BadOptionError(f"--batch-size '{text}': expected a positive integer or 'auto'")
-    return size
 
 
 def parse_gen_kwargs(text: str | None) -> dict[str, Any] | None:

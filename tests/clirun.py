@@ -59,8 +59,6 @@ def harness(*args: str, env: dict[str, str | None] | None = None) -> Outcome:
 
 # what a run's stderr may show besides harness's own messages: the runner's bars, the model's loading bar
 PROGRESS_BARS = ("loglikelihood:", "generate_until:", "Loading weights:")
-# the transformers `past_key_values` FutureWarning (two lines) is the runner's to fix: drop this once it is
-PAST_KEY_VALUES = ("FutureWarning: `past_key_values` is deprecated", "return forward_call(*args, **kwargs)")
 
 
 def progress_lines(stderr: str) -> list[str]:
@@ -71,4 +69,4 @@ def progress_lines(stderr: str) -> list[str]:
 def library_noise(stderr: str) -> list[str]:
     """The lines of a run's stderr that are neither a progress bar of the work nor harness's own."""
     return [line for line in progress_lines(stderr)
-            if not line.startswith(PROGRESS_BARS) and not any(p in line for p in PAST_KEY_VALUES)]
+            if not line.startswith(PROGRESS_BARS)]

@@ -74,7 +74,7 @@ def test_penalised_logits_follow_the_openai_formula_over_generated_tokens_only(h
     model = harness_lm.model
     prompts = [tuple(harness_lm.tok_encode(PROMPTS[0])), tuple(harness_lm.tok_encode(PROMPTS[1][:40]))]
     # the runner's batch layout: [prefix | pads | suffix], pads (the EOS id here) inside the prompt
-    ids, _ = harness_lm._pad_between((), list(prompts))
+    ids, _ = harness_lm.decoder.pad_between((), list(prompts))
     width = ids.shape[1]
     generated = torch.tensor([[198, 504, 504, 30, 198, 504], [30, 30, 30, 2, 504, 198]])  # repeats, EOS too
     full = torch.cat([ids, generated], dim=1)
@@ -174,11 +174,11 @@ def test_finished_rows_leave_the_batch_and_outputs_equal_transformers_generate(h
     max_new = 40
     settings = harness_lm.generation_settings({"until": ["\n", "."], "max_gen_toks": max_new})
     until = list(settings.until)
-    ids, mask = harness_lm._pad_between((), [tuple(harness_lm.tok_encode(p)) for p in prompts])
+    ids, mask = harness_lm.decoder.pad_between((), [tuple(harness_lm.tok_encode(p)) for p in prompts])
     width = ids.shape[1]
-    before = harness_lm.stats["decode_row_steps"]
-    ours = harness_lm._decode(ids, mask, None, 0, settings.logits_processors(width, None), until, max_new)
-    row_steps = harness_lm.stats["decode_row_steps"] - before
+    before = harness_lm.report().work.decode_row_steps
+    ours = harness_lm.decoder.decode(ids, mask, None, 0, settings.logits_processors(width, None), until, max_new)
+    row_steps = harness_lm.report().work.decode_row_steps - before
     # the reference: transformers' own generate on the same batch, with lm-eval's stop criteria
     ref = harness_lm.model.generate(input_ids=ids, attention_mask=mask, max_length=width + max_new, do_sample=False,
                                     stopping_criteria=stop_sequences_criteria(harness_lm.tokenizer, until, width,

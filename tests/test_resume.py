@@ -116,9 +116,10 @@ def test_a_run_killed_at_five_points_resumes_to_the_same_results(uninterrupted, 
 def test_sampled_repeats_resume_from_the_cache_with_their_own_seeds(harness_lm, tmp_path):
     # self-consistency: the same request k times, each a different sample; a run killed after some
     # of them resumes with the others, and all equal the uninterrupted run's
+    from test_generation import PROMPTS, requests
+
     from harness.models.hf import HarnessLM
     from harness.request_cache import RequestCache
-    from test_generation import PROMPTS, requests
 
     reqs = requests({"until": ["\n\n"], "max_gen_toks": 16, "do_sample": True, "temperature": 0.7}, PROMPTS[:2], repeats=4)
     whole = HarnessLM(loaded=harness_lm.loaded, batch_size=4).generate_until(reqs, disable_tqdm=True)
@@ -129,4 +130,5 @@ def test_sampled_repeats_resume_from_the_cache_with_their_own_seeds(harness_lm, 
     resumed = HarnessLM(loaded=harness_lm.loaded, batch_size=2)
     resumed.attach_request_cache(RequestCache(tmp_path / "cache.sqlite"))
     assert resumed.generate_until(reqs, disable_tqdm=True) == whole
-    assert (resumed.stats["requests_from_cache"], resumed.stats["requests_computed"]) == (5, 3)
+    work = resumed.report().work
+    assert (work.requests_from_cache, work.requests_computed) == (5, 3)

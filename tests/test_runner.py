@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from lm_eval.api.instance import Instance
-
 from helpers import task_instances
+from lm_eval.api.instance import Instance
 
 pytestmark = pytest.mark.model
 
@@ -67,8 +66,9 @@ def test_rolling_loglikelihood_matches_lm_eval_across_windows(harness_lm, refere
     assert math.isclose(sum(harness_lm.loglikelihood_rolling(requests)),
                         sum(reference_lm.loglikelihood_rolling(requests)), rel_tol=1e-5)
     # a short window forces several disjoint rolling windows per document
-    from harness.models.hf import HarnessLM
     from lm_eval.models.huggingface import HFLM
+
+    from harness.models.hf import HarnessLM
 
     ours = HarnessLM(loaded=harness_lm.loaded, batch_size=3, max_length=16)
     ref = HFLM(pretrained=reference_lm.model, tokenizer=reference_lm.tokenizer, device="cpu",
@@ -100,20 +100,16 @@ def test_batch_size_does_not_change_scores(harness_lm):
 
 
 def test_short_rows_fill_a_batch_by_tokens_and_keep_lm_evals_numbers(harness_lm, reference_lm):
-    from harness.models.hf import TOKENS_PER_BATCH_ROW, HarnessLM
+    from harness.models.batching import TOKENS_PER_BATCH_ROW
+    from harness.models.hf import HarnessLM
 
-    class Recording(HarnessLM):
-        shapes: list[tuple[int, int]] = []
-
-        def _forward_logprobs(self, seqs, keep, cache=None, **layout):
-            self.shapes.append((len(seqs), max(map(len, seqs))))
-            return super()._forward_logprobs(seqs, keep, cache, **layout)
-
+    shapes: list[tuple[int, int]] = []  # per scoring pass: rows, widest row
     requests = task_instances("demo_capitals", limit=15)  # rows of a few tokens each
-    ours = Recording(loaded=harness_lm.loaded, batch_size=2, pack_max_tokens=0)
+    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=2, pack_max_tokens=0,
+                     on_scoring_pass=lambda p: shapes.append((len(p.seqs), max(map(len, p.seqs)))))
     assert_same_loglikelihoods(ours.loglikelihood(requests), reference_lm.loglikelihood(requests))
-    assert max(rows for rows, _ in ours.shapes) > 2  # more rows than batch_size where they are short
-    assert all(rows <= 2 or rows * width <= 2 * TOKENS_PER_BATCH_ROW for rows, width in ours.shapes)
+    assert max(rows for rows, _ in shapes) > 2  # more rows than batch_size where they are short
+    assert all(rows <= 2 or rows * width <= 2 * TOKENS_PER_BATCH_ROW for rows, width in shapes)
 
 
 @pytest.mark.parametrize("pack_max_tokens", [0, 96, 4096], ids=["cached-prefixes", "cache-then-pack", "all-packed"])
@@ -129,23 +125,18 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
                " Nobody could remember"]
     requests = [Instance("loglikelihood", {}, (f"{preamble}\n\nQuestion: {q}\nAnswer:", c), i, ("adhoc", i, 1))
                 for i, (q, c) in enumerate((q, c) for q in questions for c in choices)]
-    from harness.models.hf import MIN_PREFIX_STEP, HarnessLM
+    from harness.models.hf import HarnessLM
+    from harness.models.prefix_plan import MIN_PREFIX_STEP
 
-    class Recording(HarnessLM):
-        packed_trees = scoring_passes = 0  # prefix trees laid out under a custom mask (a row may hold several)
+    passes = []  # every scoring pass
 
-        def _forward_logprobs(self, seqs, keep, cache=None, layouts=None):
-            self.packed_trees += sum(1 for nodes in layouts or [] for *_, ancestors in nodes if not ancestors)
-            self.scoring_passes += 1
-            return super()._forward_logprobs(seqs, keep, cache, layouts=layouts)
-
-    ours = Recording(loaded=harness_lm.loaded, batch_size=8, pack_max_tokens=pack_max_tokens)
+    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=8, pack_max_tokens=pack_max_tokens, on_scoring_pass=passes.append)
     preamble_len = len(ours.tok_encode(preamble))
     assert 96 < preamble_len < 4096 - 200  # so the three settings take the three layouts
     # rows after the cached preamble attend it held once (cascade attention), plain or packed rows
-    from harness.models import attention, hf
+    from harness.models import attention, kv_cache
 
-    monkeypatch.setattr(hf, "CASCADE_MIN_PREFIX", 64)
+    monkeypatch.setattr(kv_cache, "CASCADE_MIN_PREFIX", 64)
     cascades = []
     real = attention._cascade
     monkeypatch.setattr(attention, "_cascade", lambda *a: cascades.append(a[6] is not None) or real(*a))
@@ -154,42 +145,44 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
     # cached: 12 plain rows; nested: a packed row under our mask; all packed: no cached prefix
     assert bool(cascades) == (pack_max_tokens != 4096) and (pack_max_tokens != 96 or all(cascades))
     without_sharing = sum(len(ctx) + len(cont) - 1 for ctx, cont in (ours._encode_pair(*r.args) for r in requests))
-    assert ours.stats["tokens_computed"] < without_sharing / 3
+    work = ours.report().work
+    assert work.tokens_computed < without_sharing / 3
     if pack_max_tokens == 4096:  # one row holds the prefix tree: preamble, questions, choices, each once
         inputs = [tuple((ctx + cont)[:-1]) for ctx, cont in (ours._encode_pair(*r.args) for r in requests)]
         distinct_prefixes = len({inp[:k] for inp in inputs for k in range(1, len(inp) + 1)})
         # (siblings sharing under MIN_PREFIX_STEP tokens keep their own copies of those tokens)
-        assert distinct_prefixes <= ours.stats["tokens_computed"] <= distinct_prefixes + len(requests) * MIN_PREFIX_STEP
-    assert ours.packed_trees == {0: 0, 96: 3, 4096: 1}[pack_max_tokens]
+        assert distinct_prefixes <= work.tokens_computed <= distinct_prefixes + len(requests) * MIN_PREFIX_STEP
+    # prefix trees laid out under a custom mask (a row may hold several)
+    packed_trees = sum(1 for p in passes for nodes in p.layouts for *_, ancestors in nodes if not ancestors)
+    assert packed_trees == {0: 0, 96: 3, 4096: 1}[pack_max_tokens]
     # cached: one pass caches the preamble, then the 12 rows after it (too short to cache) are scored;
     # nested: the preamble cached, then one batch of the 3 packed questions; all packed: one row, one pass
-    assert ours.stats["forward_passes"] - ours.scoring_passes == {0: 1, 96: 1, 4096: 0}[pack_max_tokens]
+    assert work.forward_passes - len(passes) == {0: 1, 96: 1, 4096: 0}[pack_max_tokens]
     if pack_max_tokens:
-        assert ours.scoring_passes == 1
+        assert len(passes) == 1
 
 
 def test_short_question_trees_share_rows_with_little_padding_and_keep_lm_evals_numbers(harness_lm, reference_lm,
                                                                                        shared_data):
     # mmlu continuation: each question is a prefix tree (the question once, then its four answers);
     # trees are laid into rows, several to a short row, each seeing the cached preamble and itself only
-    from harness.models.hf import MAX_PAD_FRACTION, HarnessLM
+    from harness.models.batching import MAX_PAD_FRACTION
+    from harness.models.hf import HarnessLM
 
-    class Recording(HarnessLM):
-        passes: list[tuple[list[int], list[int]]] = []  # per pass: row widths, trees per row
+    passes: list[tuple[list[int], list[int]]] = []  # per pass: row widths, trees per row
 
-        def _forward_logprobs(self, seqs, keep, cache=None, layouts=None):
-            trees = [max(1, sum(1 for *_, ancestors in nodes if not ancestors)) for nodes in layouts or [[]] * len(seqs)]
-            self.passes.append(([len(s) for s in seqs], trees))
-            return super()._forward_logprobs(seqs, keep, cache, layouts=layouts)
+    def record(p):
+        trees = [max(1, sum(1 for *_, ancestors in nodes if not ancestors)) for nodes in p.layouts]
+        passes.append(([len(s) for s in p.seqs], trees))
 
     requests = task_instances("mmlu_abstract_algebra_continuation", shared_data, limit=24)
-    ours = Recording(loaded=harness_lm.loaded, batch_size=4)
+    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=4, on_scoring_pass=record)
     assert ours.model.config._attn_implementation == "harness_sdpa"  # blocked attention on the CPU
     assert_same_loglikelihoods(ours.loglikelihood(requests), reference_lm.loglikelihood(requests))
-    trees = [t for _, per_row in ours.passes for t in per_row]
+    trees = [t for _, per_row in passes for t in per_row]
     assert max(trees) > 1 and len(trees) < sum(trees)  # some rows hold several trees
-    real = sum(sum(widths) for widths, _ in ours.passes)
-    padded = sum(len(widths) * max(widths) for widths, _ in ours.passes)
+    real = sum(sum(widths) for widths, _ in passes)
+    padded = sum(len(widths) * max(widths) for widths, _ in passes)
     assert padded - real <= MAX_PAD_FRACTION * padded
 
 
@@ -198,30 +191,25 @@ def test_slices_of_long_rows_stop_where_padding_would_pass_a_few_percent(harness
     # tokens; once a slice holds batch_size * TOKENS_PER_BATCH_ROW tokens, a row that would make it
     # pad more than FULL_PAD_FRACTION goes to the next slice (more rows would add padding, not speed);
     # the scores stay lm-eval's
-    from harness.models.hf import FULL_PAD_FRACTION, TOKENS_PER_BATCH_ROW, HarnessLM
+    from harness.models.batching import FULL_PAD_FRACTION, TOKENS_PER_BATCH_ROW
+    from harness.models.hf import HarnessLM
 
-    class Recording(HarnessLM):
-        passes: list[list[int]] = []  # per pass: its row widths
-
-        def _forward_logprobs(self, seqs, keep, cache=None, layouts=None):
-            self.passes.append([len(s) for s in seqs])
-            return super()._forward_logprobs(seqs, keep, cache, layouts=layouts)
-
+    passes: list[list[int]] = []  # per pass: its row widths
     requests = task_instances("mmlu_high_school_us_history_continuation", shared_data, limit=10)
-    ours = Recording(loaded=harness_lm.loaded, batch_size=2)
+    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=2, on_scoring_pass=lambda p: passes.append([len(s) for s in p.seqs]))
     scores = ours.loglikelihood(requests)
-    full = [w for w in ours.passes if (len(w) - 1) * max(w) >= 2 * TOKENS_PER_BATCH_ROW]  # full before its last row
+    full = [w for w in passes if (len(w) - 1) * max(w) >= 2 * TOKENS_PER_BATCH_ROW]  # full before its last row
     assert full
     assert all(len(w) * max(w) - sum(w) <= FULL_PAD_FRACTION * len(w) * max(w) for w in full)
     assert_same_loglikelihoods(scores, reference_lm.loglikelihood(requests))
 
 
 def test_picked_log_probs_and_greedy_flags_are_log_softmax_and_argmax():
-    # _pick runs the log-softmax a few rows at a time and takes greedy from max's indices: the
+    # Scorer.pick runs the log-softmax a few rows at a time and takes greedy from max's indices: the
     # values of one log_softmax and one argmax over all rows (lm-eval's formula), ties included
     import torch
 
-    from harness.models.hf import LOG_SOFTMAX_ROWS, HarnessLM
+    from harness.models.scoring import LOG_SOFTMAX_ROWS, Scorer
 
     torch.manual_seed(0)
     logits = torch.randn(3 * LOG_SOFTMAX_ROWS + 5, 1000) * 4
@@ -231,7 +219,7 @@ def test_picked_log_probs_and_greedy_flags_are_log_softmax_and_argmax():
     token = [int(t) for t in torch.randint(0, 1000, (len(position) - 2,))] + [10, 20]
     for k in range(0, len(position) - 2, 2):
         token[k] = int(logits[position[k]].argmax())
-    picked, greedy = HarnessLM._pick(logits, position, token)
+    picked, greedy = Scorer.pick(logits, position, token)
     pos, tok = torch.tensor(position), torch.tensor(token)
     assert torch.equal(picked, torch.log_softmax(logits, dim=-1)[pos, tok])
     assert torch.equal(greedy, logits.argmax(dim=-1)[pos] == tok)
@@ -244,25 +232,18 @@ def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_
     requests = task_instances("demo_capitals", limit=12)
     reference = HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests)
 
-    def runner(budget: int):
-        class Budgeted(HarnessLM):
-            sizes: list[int] = []
+    def runner(budget: int, sizes: list[int]):
+        return HarnessLM(loaded=harness_lm.loaded, batch_size="auto", pack_max_tokens=0,  # a row per request
+                         memory_budget=lambda: budget, on_scoring_pass=lambda p: sizes.append(len(p.seqs)))
 
-            def _memory_budget(self):
-                return budget
-
-            def _forward_logprobs(self, seqs, keep, cache=None, **layout):
-                self.sizes.append(len(seqs))
-                return super()._forward_logprobs(seqs, keep, cache, **layout)
-
-        return Budgeted(loaded=harness_lm.loaded, batch_size="auto", pack_max_tokens=0)  # a row per request
-
-    tight, ample = runner(budget=1), runner(budget=1 << 40)
-    assert tight.auto_batch and tight.batch_size == 64
+    tight_sizes: list[int] = []
+    ample_sizes: list[int] = []
+    tight, ample = runner(1, tight_sizes), runner(1 << 40, ample_sizes)
+    assert tight.batcher.auto and tight.batcher.batch_size == 64
     assert_same_loglikelihoods(tight.loglikelihood(requests), reference)
     assert_same_loglikelihoods(ample.loglikelihood(requests), reference)
-    assert set(tight.sizes) == {1}  # nothing fits: one row at a time, never a crash
-    assert max(ample.sizes) > 4 and len(ample.sizes) < len(tight.sizes)  # room: bigger, fewer passes
+    assert set(tight_sizes) == {1}  # nothing fits: one row at a time, never a crash
+    assert max(ample_sizes) > 4 and len(ample_sizes) < len(tight_sizes)  # room: bigger, fewer passes
 
 
 def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
@@ -270,18 +251,16 @@ def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
 
     from harness.models.hf import HarnessLM
 
-    class TightDevice(HarnessLM):
-        # fault injection: there is no accelerator here to run out of memory for real
-        def _forward_logprobs(self, seqs, keep, cache=None, **layout):
-            if len(seqs) > 2:
-                raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-            return super()._forward_logprobs(seqs, keep, cache, **layout)
+    def tight_device(p):  # fault injection: there is no accelerator here to run out of memory for real
+        if len(p.seqs) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
     requests = task_instances("demo_capitals", limit=10)
-    tight = TightDevice(loaded=harness_lm.loaded, batch_size=16, pack_max_tokens=0)  # a row per request
+    tight = HarnessLM(loaded=harness_lm.loaded, batch_size=16, pack_max_tokens=0,  # a row per request
+                      on_scoring_pass=tight_device)
     assert_same_loglikelihoods(tight.loglikelihood(requests),
                                HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests))
-    assert 1 <= tight.batch_size <= 2  # halved until a slice fits (a 3-item tail halves to 1)
+    assert 1 <= tight.batcher.batch_size <= 2  # halved until a slice fits (a 3-item tail halves to 1)
 
 
 def test_compiled_forward_gives_the_same_scores(harness_lm, smollm2_weights):
@@ -300,8 +279,8 @@ def test_older_transformers_path_keeps_the_same_columns_in_every_row(harness_lm,
 
     requests = task_instances("mmlu_anatomy_continuation", shared_data, num_fewshot=0, limit=6)
     union = HarnessLM(loaded=harness_lm.loaded, batch_size=8)
-    assert union._row_logits  # this machine's transformers takes per-row columns; the test turns it off
-    union._row_logits = False
+    assert union.scorer.row_logits  # this machine's transformers takes per-row columns; the test turns it off
+    union.scorer.row_logits = False
     assert_same_loglikelihoods(union.loglikelihood(requests), reference_lm.loglikelihood(requests))
 
 
@@ -316,4 +295,4 @@ def test_prompts_beyond_the_context_window_are_cut_as_lm_eval_cuts_them_and_coun
     ref = HFLM(pretrained=str(smollm2_weights), device="cpu", dtype="float32", batch_size=4, max_length=window)
     assert_same_loglikelihoods(ours.loglikelihood(requests), ref.loglikelihood(requests))
     too_long = sum(len(ctx) + len(cont) > window + 1 for ctx, cont in (ref._encode_pair(*r.args) for r in requests))
-    assert too_long > 0 and ours.stats["truncated_requests"] == too_long
+    assert too_long > 0 and ours.report().work.truncated_requests == too_long

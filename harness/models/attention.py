@@ -5,9 +5,8 @@ a block only when is_causal=True and the whole block lies beyond the diagonal; w
 (a cached prefix, packed prefix trees, padding) it computes every query against every key. In a
 causal decoder a query never attends a key at a later column than its own: a cached prefix, packed
 trees and padding masks only take keys away. So a block of queries [a, b) needs the keys up to
-column b alone, and computing block by block does about half the attention work of a masked call.
-Measured here on 8 rows x 570 keys x 9 heads: 28 ms a layer against 45 ms, the same outputs to 4e-7;
-+5.6 % on a whole forward pass of 8 packed rows of 543 tokens (SmolLM2-135M, fp32, 2 threads).
+column b alone, and computing block by block does about half the attention work of a masked call
+(figures in benchmarks/RESULTS.md), with the same outputs to float rounding.
 
 Registered with transformers' AttentionInterface as "harness_sdpa" (masks built as for "sdpa");
 anything it does not handle goes to transformers' own sdpa function unchanged.
@@ -17,9 +16,8 @@ same cached prefix (a k-shot task's description and exemplars), the rows' querie
 call, all rows stacked as one long sequence against the prefix's keys held once, and attend their
 own keys in a second; the two partial softmaxes merge by their log-sum-exp (cascade attention).
 The prefix is never copied per row (nor repeated per query head group), and the prefix call is one
-long sequence, the shape the kernel runs best. MMLU 5-shot, 3 subjects (rows of ~60-128 tokens after
-a ~400-token prefix): 606 -> 699 tokens/s (medians of 3 alternating runs, +15 %), log-likelihoods
-within 1.3e-5 of the joined computation (float rounding: the softmax is summed in two parts).
+long sequence, the shape the kernel runs best (5-shot MMLU: see benchmarks/RESULTS.md). The
+log-likelihoods match the joined computation to float rounding (the softmax is summed in two parts).
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 NAME = "harness_sdpa"
-QUERY_BLOCK = 64  # 32-256 measured; 64 best (blocks of more than 512 keys fall back to the kernel's own split)
+QUERY_BLOCK = 64  # the best of the sizes tried (blocks of more than 512 keys fall back to the kernel's own split)
 
 
 def blocked_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

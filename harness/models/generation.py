@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 from transformers.generation import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -32,6 +31,7 @@ from transformers.generation import (
 )
 
 from harness.errors import BadOptionError
+from harness.lm_eval_compat import handle_stop_sequences, normalize_gen_kwargs
 
 # Settings a user may give with --gen-kwargs (task YAMLs may name any key model.generate takes).
 GEN_KWARGS = {

@@ -1,0 +1,100 @@
+"""What the engine may know of any runner: the seam between a run and whatever computes its requests.
+
+A runner is an lm-eval `LM` (`lm_eval.api.model.LM`: loglikelihood, loglikelihood_rolling,
+generate_until, apply_chat_template, tokenizer_name, ...) that also says what decides its results
+besides a request (`cache_namespace`: the identity request-cache keys are made of), reads and
+writes results through a request cache once one is attached (`attach_request_cache`; see
+`RequestCache.through`), and reports the work it did (`report`). The engine uses nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from harness.request_cache import RequestCache
+
+
+@dataclass
+class WorkStats:
+    """Work a runner actually did (env.json's "runner" section; benchmarks read it)."""
+
+    tokens_computed: int = 0  # tokens (not padding) run through the model
+    forward_passes: int = 0
+    loglikelihood_seconds: float = 0.0
+    decode_row_steps: int = 0  # rows run through decoding steps after the prefill (finished rows run no more)
+    requests_from_cache: int = 0
+    requests_computed: int = 0
+    max_batch_requests: int = 0
+    truncated_requests: int = 0  # prompts longer than the context window, left-truncated as lm-eval does
+
+    def forward_pass(self, tokens: int) -> None:
+        """One more forward pass, computing `tokens` tokens that are not padding."""
+        self.tokens_computed += tokens
+        self.forward_passes += 1
+
+    def decoding_step(self, rows: int) -> None:
+        self.decode_row_steps += rows
+
+    def looked_up(self, from_cache: int, computed: int) -> None:
+        """Requests answered by the request cache, and those left to compute."""
+        self.requests_from_cache += from_cache
+        self.requests_computed += computed
+
+    def batch(self, requests: int) -> None:
+        self.max_batch_requests = max(self.max_batch_requests, requests)
+
+    def truncated(self, requests: int) -> None:
+        self.truncated_requests += requests
+
+    def scored_for(self, seconds: float) -> None:
+        self.loglikelihood_seconds += seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunnerReport:
+    """What a runner tells the run record once the requests are done."""
+
+    work: WorkStats
+    generation: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task: settings used and their origin
+    max_length: int | None = None  # context window requests were cut to
+    request_cache: str | None = None  # path of the attached request cache, if any
+    interrupted_in_flight: int = 0  # requests earlier, killed runs lost in flight (computed again)
+
+    def env_record(self) -> dict[str, Any]:
+        """env.json's "runner" section."""
+        record = self.work.to_dict()
+        if self.request_cache is not None:
+            record["request_cache"] = self.request_cache
+            record["interrupted_in_flight"] = self.interrupted_in_flight
+        return record
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """The engine's view of a runner (besides lm-eval's LM methods, which lm-eval itself calls)."""
+
+    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]: ...
+
+    def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]: ...
+
+    def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]: ...
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str: ...
+
+    @property
+    def tokenizer_name(self) -> str: ...
+
+    def cache_namespace(self) -> dict[str, Any]:
+        """What, besides a request, decides its result (the model, its settings): request-cache identity."""
+        ...
+
+    def attach_request_cache(self, cache: RequestCache) -> int:
+        """Read and write results through `cache` from now on; returns the requests runs lost in flight."""
+        ...
+
+    def report(self) -> RunnerReport: ...
