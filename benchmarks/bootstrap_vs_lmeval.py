@@ -30,8 +30,9 @@ def main() -> int:
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--iters", type=int, default=1000, help="resamples, for both implementations")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--single-process", action="store_true",
-                    help="lm-eval without its multiprocessing pool (DISABLE_MULTIPROC=1)")
+    ap.add_argument(
+        "--single-process", action="store_true", help="lm-eval without its multiprocessing pool (DISABLE_MULTIPROC=1)"
+    )
     args = ap.parse_args()
     data = Path(args.data_dir)
     if not (data / "samsum" / "test.jsonl").is_file() or not (data / "glue" / "CoLA" / "dev.tsv").is_file():
@@ -41,7 +42,6 @@ def main() -> int:
         os.environ["DISABLE_MULTIPROC"] = "1"
 
     import lm_eval.api.metrics as lm_metrics
-
     from harness.scorers.results import estimate_score
 
     rng = random.Random(0)
@@ -51,10 +51,14 @@ def main() -> int:
         golds = [int(row[1]) for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
     mcc_items = [(g, rng.choice((0, 1)) if rng.random() < 0.3 else g) for g in golds]
 
-    print(f"resamples: {args.iters} each; lm-eval {'single process' if args.single_process else 'multiprocessing pool'}"
-          f" ({os.cpu_count()} CPUs)")
-    print(f"{'metric':<6} {'n':>5} {'value':>8} | {'lm-eval s':>9} {'ours s':>8} {'speed-up':>8} | "
-          f"{'lm-eval se':>10} {'ours se':>9} {'se ratio':>8}")
+    print(
+        f"resamples: {args.iters} each; lm-eval {'single process' if args.single_process else 'multiprocessing pool'}"
+        f" ({os.cpu_count()} CPUs)"
+    )
+    print(
+        f"{'metric':<6} {'n':>5} {'value':>8} | {'lm-eval s':>9} {'ours s':>8} {'speed-up':>8} | "
+        f"{'lm-eval se':>10} {'ours se':>9} {'se ratio':>8}"
+    )
     for name, agg, items in (("bleu", lm_metrics.bleu, bleu_items), ("mcc", lm_metrics.matthews_corrcoef, mcc_items)):
         value = agg(items)
         t0 = time.perf_counter()
@@ -64,8 +68,10 @@ def main() -> int:
         t0 = time.perf_counter()
         ours, _, _ = estimate_score(name, agg, items, {}, seed=args.seed, resamples=args.iters)
         t_ours = time.perf_counter() - t0
-        print(f"{name:<6} {len(items):>5} {value:>8.4f} | {t_theirs:>9.2f} {t_ours:>8.3f} {t_theirs / t_ours:>7.0f}x | "
-              f"{theirs:>10.5f} {ours.stderr:>9.5f} {ours.stderr / theirs:>8.3f}")
+        print(
+            f"{name:<6} {len(items):>5} {value:>8.4f} | {t_theirs:>9.2f} {t_ours:>8.3f} {t_theirs / t_ours:>7.0f}x | "
+            f"{theirs:>10.5f} {ours.stderr:>9.5f} {ours.stderr / theirs:>8.3f}"
+        )
     return 0
 
 

@@ -51,8 +51,9 @@ def main() -> int:
     loaded = load_model(args.model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ours_lm = HarnessLM(loaded=loaded, batch_size=args.batch_size)
-    ref_lm = HFLM(pretrained=loaded.identity["weights"], device=device, dtype=loaded.identity["dtype"],
-                  batch_size=args.batch_size)
+    ref_lm = HFLM(
+        pretrained=loaded.identity["weights"], device=device, dtype=loaded.identity["dtype"], batch_size=args.batch_size
+    )
 
     def run(lm):
         times, outputs = [], None
@@ -67,13 +68,17 @@ def main() -> int:
     # generated tokens, counted the same way for both: the returned text re-encoded
     n_tokens = sum(len(loaded.tokenizer.encode(text, add_special_tokens=False)) for text in ref)
     same = sum(a == b for a, b in zip(ours, ref))
-    print(f"\ngreedy generation, {args.model} ({loaded.identity['dtype']}, {device}, {torch.get_num_threads()} threads), "
-          f"{len(requests)} requests from {args.tasks}, batch size {args.batch_size}")
+    print(
+        f"\ngreedy generation, {args.model} ({loaded.identity['dtype']}, {device}, {torch.get_num_threads()} threads), "
+        f"{len(requests)} requests from {args.tasks}, batch size {args.batch_size}"
+    )
     print(f"identical outputs: {same}/{len(requests)}; {n_tokens} generated tokens (lm-eval's outputs)")
     print(f"{'':24}{'min s':>8}{'median s':>10}{'max s':>8}{'tokens/s':>10}")
     for label, times in (("lm-eval hf", t_ref), ("harness", t_ours)):
-        print(f"{label:<24}{min(times):8.1f}{statistics.median(times):10.1f}{max(times):8.1f}"
-              f"{n_tokens / statistics.median(times):10.1f}")
+        print(
+            f"{label:<24}{min(times):8.1f}{statistics.median(times):10.1f}{max(times):8.1f}"
+            f"{n_tokens / statistics.median(times):10.1f}"
+        )
     print(f"tokens/s ratio harness/lm-eval (median): {statistics.median(t_ref) / statistics.median(t_ours):.2f}x")
     return 0
 

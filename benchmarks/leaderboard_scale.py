@@ -30,21 +30,40 @@ def synthetic_store(root: Path, models: int, tasks: int, samples: int, seed: int
     for m in range(models):
         skill = rng.random()
         scores = {t: min(1.0, max(0.0, skill * 0.6 + rng.random() * 0.4)) for t in names}
-        rows = [{"task": t, "doc_id": d, "doc_hash": f"{t}-{d}", "prompt": f"Question {d} of {t}: " + "lorem ipsum " * 8,
-                 "arguments": [[f"q{d}", " yes"], [f"q{d}", " no"]],
-                 "filtered_resps": [[-1.0, True], [-2.0, False]] if rng.random() < scores[t] else [[-2.0, False], [-1.0, True]],
-                 "target": 0, "metrics": ["acc"], "acc": 0.0}
-                for t in names for d in range(samples)]
+        rows = [
+            {
+                "task": t,
+                "doc_id": d,
+                "doc_hash": f"{t}-{d}",
+                "prompt": f"Question {d} of {t}: " + "lorem ipsum " * 8,
+                "arguments": [[f"q{d}", " yes"], [f"q{d}", " no"]],
+                "filtered_resps": [[-1.0, True], [-2.0, False]]
+                if rng.random() < scores[t]
+                else [[-2.0, False], [-1.0, True]],
+                "target": 0,
+                "metrics": ["acc"],
+                "acc": 0.0,
+            }
+            for t in names
+            for d in range(samples)
+        ]
         for r in rows:
             r["acc"] = 1.0 if r["filtered_resps"][0][0] > r["filtered_resps"][1][0] else 0.0
-        results = {"results": {t: {"alias": t, "acc,none": v, "acc_stderr,none": 0.02} for t, v in scores.items()},
-                   "ci95": {t: {"acc,none": [v - 0.04, v + 0.04]} for t, v in scores.items()},
-                   "higher_is_better": {t: {"acc": True} for t in names},
-                   "n-samples": {t: {"effective": samples, "original": samples} for t in names},
-                   "configs": {t: {} for t in names},
-                   "harness": {"model": {"name": f"model-{m:03d}", "sha256": f"{m:064x}"}, "spec_sha256": f"{m:064x}"}}
-        store.write_run(f"20261123T{m:06d}Z-model-{m:03d}", results, rows, {"spec": {"model": f"model-{m:03d}"}},
-                        {"started": f"2026-11-23T00:00:{m % 60:02d}+00:00"})
+        results = {
+            "results": {t: {"alias": t, "acc,none": v, "acc_stderr,none": 0.02} for t, v in scores.items()},
+            "ci95": {t: {"acc,none": [v - 0.04, v + 0.04]} for t, v in scores.items()},
+            "higher_is_better": {t: {"acc": True} for t in names},
+            "n-samples": {t: {"effective": samples, "original": samples} for t in names},
+            "configs": {t: {} for t in names},
+            "harness": {"model": {"name": f"model-{m:03d}", "sha256": f"{m:064x}"}, "spec_sha256": f"{m:064x}"},
+        }
+        store.write_run(
+            f"20261123T{m:06d}Z-model-{m:03d}",
+            results,
+            rows,
+            {"spec": {"model": f"model-{m:03d}"}},
+            {"started": f"2026-11-23T00:00:{m % 60:02d}+00:00"},
+        )
     return store
 
 
@@ -78,9 +97,15 @@ def main() -> None:
     board, samples = leaderboard_from_store(work / "runs")
     page = render_leaderboard(board, samples, work / "board.html")
     t2 = time.perf_counter()
-    beside = sum(f.stat().st_size for f in (work / "board.html.samples").glob("*")) if (work / "board.html.samples").is_dir() else 0
+    beside = (
+        sum(f.stat().st_size for f in (work / "board.html.samples").glob("*"))
+        if (work / "board.html.samples").is_dir()
+        else 0
+    )
     print(f"store: {args.models} models x {args.tasks} tasks x {args.samples} samples, written in {t1 - t0:.1f} s")
-    print(f"page: {page.stat().st_size / 1e6:.2f} MB (+ {beside / 1e6:.2f} MB of samples beside it), built in {t2 - t1:.1f} s")
+    print(
+        f"page: {page.stat().st_size / 1e6:.2f} MB (+ {beside / 1e6:.2f} MB of samples beside it), built in {t2 - t1:.1f} s"
+    )
     if chromium_path() is None:
         print("Chromium not found: load time not measured")
         sys.exit(0)

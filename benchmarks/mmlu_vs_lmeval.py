@@ -111,10 +111,17 @@ def main() -> int:
     tasks = [f"mmlu_{s}{suffix}" for s in args.subjects.split(",")]
     loaded = load_model(args.model)  # converts the GGUF once, before any clock starts
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    ref_lm = HFLM(pretrained=loaded.identity["weights"], device=device, dtype=loaded.identity["dtype"],
-                  batch_size=args.batch_size)
-    spec = RunSpec(model=args.model, tasks=tuple(tasks), num_fewshot=args.shots, limit=args.limit,
-                   batch_size=args.batch_size, data_dir=args.data_dir)
+    ref_lm = HFLM(
+        pretrained=loaded.identity["weights"], device=device, dtype=loaded.identity["dtype"], batch_size=args.batch_size
+    )
+    spec = RunSpec(
+        model=args.model,
+        tasks=tuple(tasks),
+        num_fewshot=args.shots,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+    )
 
     t_ours, t_ref, rates, around = [], [], [], []  # around: per harness repeat, the ceilings (before, after)
     ceiling = forward_ceiling(loaded.model) if args.ceiling else None
@@ -126,17 +133,29 @@ def main() -> int:
         rates.append(stats["tokens_computed"] / stats["loglikelihood_seconds"])
         if ceiling is not None:
             around.append((ceiling, forward_ceiling(loaded.model)))
-        ref, seconds = timed(lambda: lm_eval.simple_evaluate(
-            model=ref_lm, tasks=tasks, task_manager=build_task_manager(data_dir=resolve_data_dir(args.data_dir)),
-            num_fewshot=args.shots, limit=args.limit, log_samples=True, bootstrap_iters=1000))
+        ref, seconds = timed(
+            lambda: lm_eval.simple_evaluate(
+                model=ref_lm,
+                tasks=tasks,
+                task_manager=build_task_manager(data_dir=resolve_data_dir(args.data_dir)),
+                num_fewshot=args.shots,
+                limit=args.limit,
+                log_samples=True,
+                bootstrap_iters=1000,
+            )
+        )
         t_ref.append(seconds)
         if ceiling is not None and len(t_ref) < args.repeats:
             ceiling = forward_ceiling(loaded.model)
 
-    print(f"\nMMLU ({args.variant}) {args.shots}-shot, {args.model} ({loaded.identity['dtype']}, {device}, "
-          f"{torch.get_num_threads()} threads), batch size {args.batch_size}")
-    head = (f"{'subject':<26}{'n':>5}  {'acc lm-eval':>11}{'acc ours':>10}{'Δ':>7}  "
-            f"{'norm lm-eval':>12}{'norm ours':>10}{'Δ':>7}  {'same pred':>9}")
+    print(
+        f"\nMMLU ({args.variant}) {args.shots}-shot, {args.model} ({loaded.identity['dtype']}, {device}, "
+        f"{torch.get_num_threads()} threads), batch size {args.batch_size}"
+    )
+    head = (
+        f"{'subject':<26}{'n':>5}  {'acc lm-eval':>11}{'acc ours':>10}{'Δ':>7}  "
+        f"{'norm lm-eval':>12}{'norm ours':>10}{'Δ':>7}  {'same pred':>9}"
+    )
     print(head)
     print("-" * len(head))
     worst_delta, total, agree = 0.0, 0, 0
@@ -149,29 +168,41 @@ def main() -> int:
         d_acc = 100 * (o["acc,none"] - r["acc,none"])
         d_norm = 100 * (o["acc_norm,none"] - r["acc_norm,none"])
         worst_delta = max(worst_delta, abs(d_acc), abs(d_norm))
-        print(f"{task[5:].removesuffix(suffix):<26}{len(pr):>5}  {100 * r['acc,none']:>11.2f}{100 * o['acc,none']:>10.2f}"
-              f"{d_acc:>+7.2f}  {100 * r['acc_norm,none']:>12.2f}{100 * o['acc_norm,none']:>10.2f}{d_norm:>+7.2f}  "
-              f"{100 * same / len(pr):>8.1f}%")
+        print(
+            f"{task[5:].removesuffix(suffix):<26}{len(pr):>5}  {100 * r['acc,none']:>11.2f}{100 * o['acc,none']:>10.2f}"
+            f"{d_acc:>+7.2f}  {100 * r['acc_norm,none']:>12.2f}{100 * o['acc_norm,none']:>10.2f}{d_norm:>+7.2f}  "
+            f"{100 * same / len(pr):>8.1f}%"
+        )
     print("-" * len(head))
-    print(f"same predicted answer (acc and acc_norm) on {agree}/{total} = {100 * agree / total:.2f}% of questions; "
-          f"largest |Δ| {worst_delta:.2f} points")
+    print(
+        f"same predicted answer (acc and acc_norm) on {agree}/{total} = {100 * agree / total:.2f}% of questions; "
+        f"largest |Δ| {worst_delta:.2f} points"
+    )
     print(f"\nwall seconds over {args.repeats} run(s)   min  median     max")
     print(f"  lm-eval hf                {spread(t_ref)}")
     print(f"  harness                   {spread(t_ours)}")
     print(f"  ratio harness/lm-eval (median) {statistics.median(t_ours) / statistics.median(t_ref):.3f}")
-    print(f"harness computed {stats['tokens_computed']:,} tokens (not counting padding) per run in "
-          f"{stats['forward_passes']:,} forward passes; tokens/s while scoring {spread(rates)}")
+    print(
+        f"harness computed {stats['tokens_computed']:,} tokens (not counting padding) per run in "
+        f"{stats['forward_passes']:,} forward passes; tokens/s while scoring {spread(rates)}"
+    )
     if around:
         ceilings = [c for pair in around for c in pair]
         shares = [rate / ((before[0] + after[0]) / 2) for rate, (before, after) in zip(rates, around)]
         where = sorted({w for _, w in ceilings})
-        print(f"raw forward ceiling tokens/s            {spread([c for c, _ in ceilings])} "
-              f"({len(ceilings)} measurements, best shape: {', '.join(where)})")
-        print(f"harness scoring throughput, % of the ceiling around each run "
-              f"{spread([100 * x for x in shares])}  ({', '.join(f'{100 * x:.0f}' for x in shares)})")
+        print(
+            f"raw forward ceiling tokens/s            {spread([c for c, _ in ceilings])} "
+            f"({len(ceilings)} measurements, best shape: {', '.join(where)})"
+        )
+        print(
+            f"harness scoring throughput, % of the ceiling around each run "
+            f"{spread([100 * x for x in shares])}  ({', '.join(f'{100 * x:.0f}' for x in shares)})"
+        )
         top = max(c for c, _ in ceilings)
-        print(f"  the strictest reading, against the highest ceiling of the invocation ({top:,.0f}): "
-              f"{spread([100 * r / top for r in rates])}")
+        print(
+            f"  the strictest reading, against the highest ceiling of the invocation ({top:,.0f}): "
+            f"{spread([100 * r / top for r in rates])}"
+        )
     return 0
 
 

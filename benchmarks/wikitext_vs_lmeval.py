@@ -58,26 +58,35 @@ def main() -> int:
     loaded = load_model(args.model)  # converts the GGUF once, before any clock starts
     max_length = HarnessLM(loaded=loaded).max_length  # what the engine's runner will use
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    ref_lm = HFLM(pretrained=loaded.identity["weights"], device=device, dtype=loaded.identity["dtype"],
-                  batch_size=args.ref_batch_size, max_length=max_length)
+    ref_lm = HFLM(
+        pretrained=loaded.identity["weights"],
+        device=device,
+        dtype=loaded.identity["dtype"],
+        batch_size=args.ref_batch_size,
+        max_length=max_length,
+    )
     ref_tm = TaskManager(include_path=[LM_EVAL_WIKITEXT], include_defaults=False)
     ref_tm._factory = MirrorTaskFactory(data_dir=resolve_data_dir(args.data_dir))
-    spec = RunSpec(model=args.model, tasks=("wikitext",), limit=args.limit, batch_size=args.batch_size,
-                   data_dir=args.data_dir)
+    spec = RunSpec(
+        model=args.model, tasks=("wikitext",), limit=args.limit, batch_size=args.batch_size, data_dir=args.data_dir
+    )
 
     t0 = time.perf_counter()
     ours = run_evaluation(spec, loaded=loaded, request_cache=None)  # computed, not read from the cache
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ref = lm_eval.simple_evaluate(model=ref_lm, tasks=["wikitext"], task_manager=ref_tm, limit=args.limit,
-                                  bootstrap_iters=0)
+    ref = lm_eval.simple_evaluate(
+        model=ref_lm, tasks=["wikitext"], task_manager=ref_tm, limit=args.limit, bootstrap_iters=0
+    )
     t_ref = time.perf_counter() - t0
 
     n_docs = ours.results["n-samples"]["wikitext"]["effective"]
     tokens = ours.env["runner"]["tokens_computed"]
-    print(f"\nWikiText-2 (wikitext-2-raw-v1 test, {n_docs} of 62 pages), {args.model} "
-          f"({loaded.identity['dtype']}, {device}, {torch.get_num_threads()} threads), max length {max_length}, "
-          f"batch size harness {args.batch_size} / lm-eval {args.ref_batch_size}")
+    print(
+        f"\nWikiText-2 (wikitext-2-raw-v1 test, {n_docs} of 62 pages), {args.model} "
+        f"({loaded.identity['dtype']}, {device}, {torch.get_num_threads()} threads), max length {max_length}, "
+        f"batch size harness {args.batch_size} / lm-eval {args.ref_batch_size}"
+    )
     head = f"{'metric':<18}{'lm-eval hf':>14}{'harness':>14}{'rel. diff':>12}"
     print(head)
     print("-" * len(head))
@@ -90,8 +99,10 @@ def main() -> int:
     print("-" * len(head))
     print(f"largest relative difference {worst:.2e} ({'within' if worst <= 1e-3 else 'OUTSIDE'} the 0.1 % bar)")
     print(f"\nwall seconds: lm-eval hf {t_ref:.1f}, harness {t_ours:.1f}, ratio harness/lm-eval {t_ours / t_ref:.3f}")
-    print(f"harness computed {tokens:,} tokens in {ours.env['runner']['forward_passes']:,} forward passes "
-          f"({tokens / t_ours:,.0f} tokens/s over the whole run)")
+    print(
+        f"harness computed {tokens:,} tokens in {ours.env['runner']['forward_passes']:,} forward passes "
+        f"({tokens / t_ours:,.0f} tokens/s over the whole run)"
+    )
     return 0 if worst <= 1e-3 else 1
 
 

@@ -78,11 +78,25 @@ def evaluate(
     `harness -v` (the libraries' logging and warnings, otherwise quiet during the call). Returns None
     on the processes other than the main one of a data-parallel launch (`accelerate launch script.py`).
     """
-    spec = make_spec(model, tasks, num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, seed=seed,
-                     gen_kwargs=gen_kwargs, apply_chat_template=apply_chat_template,
-                     system_instruction=system_instruction, data_dir=data_dir, include_paths=include_paths,
-                     device=device, dtype=dtype, compile=compile, bootstrap_iters=bootstrap_iters, adapter=adapter,
-                     merge_adapter=merge_adapter)
+    spec = make_spec(
+        model,
+        tasks,
+        num_fewshot=num_fewshot,
+        limit=limit,
+        batch_size=batch_size,
+        seed=seed,
+        gen_kwargs=gen_kwargs,
+        apply_chat_template=apply_chat_template,
+        system_instruction=system_instruction,
+        data_dir=data_dir,
+        include_paths=include_paths,
+        device=device,
+        dtype=dtype,
+        compile=compile,
+        bootstrap_iters=bootstrap_iters,
+        adapter=adapter,
+        merge_adapter=merge_adapter,
+    )
     with contextlib.nullcontext() if verbose else libraries_quieted():
         stored = run_and_store(spec, output, use_cache=use_cache)
     return None if stored is None else stored.record()
@@ -123,7 +137,9 @@ def make_spec(model: str, tasks: str | Sequence[str], **options: Any) -> RunSpec
     )
 
 
-def run_and_store(spec: RunSpec, output: str | os.PathLike = DEFAULT_OUTPUT, use_cache: bool = True) -> StoredRun | None:
+def run_and_store(
+    spec: RunSpec, output: str | os.PathLike = DEFAULT_OUTPUT, use_cache: bool = True
+) -> StoredRun | None:
     """Evaluate a spec and store the run in the run store `output` (checked writable first).
 
     None on a process other than the main one of a data-parallel run (the main one stores it).

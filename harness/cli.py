@@ -37,8 +37,14 @@ class HarnessGroup(click.Group):
     """A click group whose main() gives user errors one line and exit 2 (--debug: the traceback too),
     whether it runs as the console script or in-process (click.testing.CliRunner calls main())."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         extra.setdefault("obj", {})["argv"] = argv  # what `--num-processes` launches again
         try:
@@ -81,10 +87,19 @@ for _module in (catalog, reports, ladder, finetune, index):
 
 
 @cli.command()
-@click.option("--model", "-m", default="smollm2-135m", show_default=True,
-              help="Alias from `harness models`, a local model folder or .gguf file, or a hub id.")
-@click.option("--tasks", "-t", required=True,
-              help="Comma-separated task names, groups or globs, e.g. mmlu_anatomy,demo or 'mmlu_high_*'.")
+@click.option(
+    "--model",
+    "-m",
+    default="smollm2-135m",
+    show_default=True,
+    help="Alias from `harness models`, a local model folder or .gguf file, or a hub id.",
+)
+@click.option(
+    "--tasks",
+    "-t",
+    required=True,
+    help="Comma-separated task names, groups or globs, e.g. mmlu_anatomy,demo or 'mmlu_high_*'.",
+)
 @click.option("--num-fewshot", "-f", type=int, default=None, help="Few-shot examples (default: the task's).")
 @LIMIT_OPTION
 @BATCH_SIZE_OPTION
@@ -97,31 +112,82 @@ for _module in (catalog, reports, ladder, finetune, index):
 @output_option("Folder that receives runs/<run-id>/.")
 @DEVICE_OPTION
 @DTYPE_OPTION
-@click.option("--compile", "compile_model", is_flag=True,
-              help="torch.compile the model's forward pass (a one-time cost of minutes on CPU; same numbers).")
-@click.option("--bootstrap-iters", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Bootstrap resamples for standard errors of non-mean metrics.")
+@click.option(
+    "--compile",
+    "compile_model",
+    is_flag=True,
+    help="torch.compile the model's forward pass (a one-time cost of minutes on CPU; same numbers).",
+)
+@click.option(
+    "--bootstrap-iters",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples for standard errors of non-mean metrics.",
+)
 @NO_CACHE_OPTION
-@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data parallel: run under `accelerate launch` with this many processes (one per GPU; "
-                   "on a CPU, each with its share of the cores). Same results as one process.")
-@click.option("--adapter", type=click.Path(), default=None,
-              help="A PEFT adapter folder (LoRA, IA3 ...; e.g. from `harness finetune`) applied to the model.")
+@click.option(
+    "--num-processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Data parallel: run under `accelerate launch` with this many processes (one per GPU; "
+    "on a CPU, each with its share of the cores). Same results as one process.",
+)
+@click.option(
+    "--adapter",
+    type=click.Path(),
+    default=None,
+    help="A PEFT adapter folder (LoRA, IA3 ...; e.g. from `harness finetune`) applied to the model.",
+)
 @click.option("--merge-adapter", is_flag=True, help="Merge the adapter into the weights before evaluating.")
-def run(model, tasks, num_fewshot, limit, batch_size, seed, gen_kwargs, apply_chat_template, system_instruction,
-        data_dir, include_path, output, device, dtype, compile_model, bootstrap_iters, no_cache, num_processes,
-        adapter=None, merge_adapter=False):
+def run(
+    model,
+    tasks,
+    num_fewshot,
+    limit,
+    batch_size,
+    seed,
+    gen_kwargs,
+    apply_chat_template,
+    system_instruction,
+    data_dir,
+    include_path,
+    output,
+    device,
+    dtype,
+    compile_model,
+    bootstrap_iters,
+    no_cache,
+    num_processes,
+    adapter=None,
+    merge_adapter=False,
+):
     """Evaluate a model on tasks and store the run."""
     if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         sys.exit(_launch_processes(num_processes, click.get_current_context().obj["argv"]))
     from harness.api import make_spec, run_and_store
 
     # the spec and the store of harness.evaluate(): the command and the API cannot drift apart
-    spec = make_spec(model, tasks, num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, seed=seed,
-                     gen_kwargs=gen_kwargs, apply_chat_template=apply_chat_template,
-                     system_instruction=system_instruction, data_dir=data_dir, include_paths=include_path,
-                     device=device, dtype=dtype, compile=compile_model, bootstrap_iters=bootstrap_iters,
-                     adapter=adapter, merge_adapter=merge_adapter)
+    spec = make_spec(
+        model,
+        tasks,
+        num_fewshot=num_fewshot,
+        limit=limit,
+        batch_size=batch_size,
+        seed=seed,
+        gen_kwargs=gen_kwargs,
+        apply_chat_template=apply_chat_template,
+        system_instruction=system_instruction,
+        data_dir=data_dir,
+        include_paths=include_path,
+        device=device,
+        dtype=dtype,
+        compile=compile_model,
+        bootstrap_iters=bootstrap_iters,
+        adapter=adapter,
+        merge_adapter=merge_adapter,
+    )
     quiet_lm_eval_unless_verbose()
     stored = run_and_store(spec, output, use_cache=not no_cache)
     if stored is not None:  # None: not the main process of a data-parallel run
@@ -142,8 +208,20 @@ def _launch_processes(n: int, argv: list[str]) -> int:
             argv.pop(0)
         elif not arg.startswith("--num-processes="):
             args.append(arg)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(n),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     if not torch.cuda.is_available():  # each process its share of the cores, unless OMP_NUM_THREADS says
         cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
         threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, cores // n))
@@ -166,20 +244,25 @@ def _print_summary(stored) -> None:
     if not console.is_terminal:  # a log or a pipe: no 80-column wrap of task names
         console = Console(width=max(console.width, 160))
     adapter = identity.get("adapter")
-    name = identity["name"] + (f" + adapter {adapter['name']}{' (merged)' if adapter['merged'] else ''}" if adapter else "")
+    name = identity["name"] + (
+        f" + adapter {adapter['name']}{' (merged)' if adapter['merged'] else ''}" if adapter else ""
+    )
     console.print(summary_table(rows, f"{name}  ({identity['dtype']}, {identity['device']})"))
     for name, why in record.get("skipped_tasks", {}).items():
         console.print(f"skipped {name}: {why}", markup=False)
     if record.get("truncated_requests"):
-        console.print(f"{record['truncated_requests']:,} prompts were longer than the context window "
-                      f"({record['max_length']:,} tokens): their oldest tokens were cut, as lm-eval does", markup=False)
+        console.print(
+            f"{record['truncated_requests']:,} prompts were longer than the context window "
+            f"({record['max_length']:,} tokens): their oldest tokens were cut, as lm-eval does",
+            markup=False,
+        )
     if work.get("requests_from_cache"):
         total = work["requests_from_cache"] + work["requests_computed"]
         lost = work.get("interrupted_in_flight", 0)
-        console.print(f"{work['requests_from_cache']:,} of {total:,} requests from the request cache "
-                      f"({work['request_cache']}; --no-cache computes all)"
-                      + (f"; {lost:,} lost in flight by an interrupted run were computed again" if lost else ""),
-                      markup=False)
+        console.print(
+            f"{work['requests_from_cache']:,} of {total:,} requests from the request cache "
+            f"({work['request_cache']}; --no-cache computes all)"
+            + (f"; {lost:,} lost in flight by an interrupted run were computed again" if lost else ""),
+            markup=False,
+        )
     console.print(f"run stored in {stored.run_dir}")
-
-

@@ -44,8 +44,9 @@ class FinishedRun:
     env: dict[str, Any]
 
 
-def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
-                   request_cache: str | os.PathLike | None = "default") -> FinishedRun | None:
+def run_evaluation(
+    spec: RunSpec, loaded: LoadedModel | None = None, request_cache: str | os.PathLike | None = "default"
+) -> FinishedRun | None:
     """Evaluate spec.model on spec.tasks: tasks (data first), model, lm-eval's evaluator, records.
 
     Under `accelerate launch` the processes share out the runner's batches (HarnessLM); the main
@@ -101,8 +102,13 @@ def run_evaluation(spec: RunSpec, loaded: LoadedModel | None = None,
         record["generation"] = generation_record(report.generation.get(name), spec.gen_kwargs)
     identity = loaded.identity
     run_hash = spec_hash(spec, identity, {name: t["config_sha256"] for name, t in tasks.items()})
-    results["harness"] = {"spec_sha256": run_hash, "model": identity, "skipped_tasks": selection.skipped,
-                          "truncated_requests": report.work.truncated_requests, "max_length": report.max_length}
+    results["harness"] = {
+        "spec_sha256": run_hash,
+        "model": identity,
+        "skipped_tasks": selection.skipped,
+        "truncated_requests": report.work.truncated_requests,
+        "max_length": report.max_length,
+    }
     spec_record = {
         "spec_sha256": run_hash,
         "spec": spec.to_dict(),
@@ -140,7 +146,9 @@ def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str,
             "config_sha256": json_sha256(config),
             "num_fewshot": results.get("n-shot", {}).get(name),
             "output_type": config.get("output_type"),
-            "generation_kwargs": config.get("generation_kwargs") if config.get("output_type") == "generate_until" else None,
+            "generation_kwargs": config.get("generation_kwargs")
+            if config.get("output_type") == "generate_until"
+            else None,
             "dataset": {"path": config.get("dataset_path"), "name": config.get("dataset_name")},
             "docs_evaluated": n.get("effective"),
             "docs_total": n.get("original"),

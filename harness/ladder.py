@@ -58,7 +58,9 @@ def load_ladder(ref: str) -> Ladder:
     if not path.suffix:
         path = LADDERS_DIR / f"{ref}.yaml"
         if not path.is_file():
-            raise UserError(f"no ladder '{ref}': bundled ladders are {', '.join(bundled_ladders())}, or give a YAML file")
+            raise UserError(
+                f"no ladder '{ref}': bundled ladders are {', '.join(bundled_ladders())}, or give a YAML file"
+            )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -73,8 +75,10 @@ def load_ladder(ref: str) -> Ladder:
             raise UserError(f"ladder {path}: rung {i} needs a 'task'")
         unknown = set(entry) - RUNG_KEYS
         if unknown:
-            raise UserError(f"ladder {path}: rung {i} has unknown keys {', '.join(sorted(unknown))} "
-                            f"(known: {', '.join(sorted(RUNG_KEYS))})")
+            raise UserError(
+                f"ladder {path}: rung {i} has unknown keys {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(RUNG_KEYS))})"
+            )
         shots = entry.get("num_fewshot")
         if shots is not None and (not isinstance(shots, int) or isinstance(shots, bool) or shots < 0):
             raise UserError(f"ladder {path}: rung {i} num_fewshot must be a non-negative integer")
@@ -82,8 +86,13 @@ def load_ladder(ref: str) -> Ladder:
     names = [r.name for r in rungs]
     if len(set(names)) != len(names):
         raise UserError(f"ladder {path}: rung names must differ")
-    return Ladder(str(data.get("ladder") or path.stem), data.get("metric"), str(data.get("description") or ""),
-                  tuple(rungs), str(path))
+    return Ladder(
+        str(data.get("ladder") or path.stem),
+        data.get("metric"),
+        str(data.get("description") or ""),
+        tuple(rungs),
+        str(path),
+    )
 
 
 def rung_spec(base, rung: Rung, adapter: str | None):
@@ -96,12 +105,14 @@ def rung_spec(base, rung: Rung, adapter: str | None):
     return dataclasses.replace(base, **changes)
 
 
-def run_ladder(ladder: Ladder, base, store, adapter: str | None = None, use_cache: bool = True,
-               echo: Callable[[str], None] = print) -> list[RungRun]:
+def run_ladder(
+    ladder: Ladder, base, store, adapter: str | None = None, use_cache: bool = True, echo: Callable[[str], None] = print
+) -> list[RungRun]:
     """Run every rung (a stored run each) and return them in order; a rung that needs an adapter
     none was given for is skipped. Runs go through the request cache, so running a ladder again,
     or with one rung added, computes only what is new."""
     from harness.engine import run_evaluation
+
     done = []
     for i, rung in enumerate(ladder.rungs, 1):
         if rung.adapter == FROM_CLI and not adapter:

@@ -20,10 +20,6 @@ from typing import Any
 
 from lm_eval.api.group import Group
 from lm_eval.api.task import Task
-from lm_eval.tasks import TaskManager
-from lm_eval.tasks._factory import TaskFactory as _LmEvalTaskFactory
-from lm_eval.tasks._index import Kind
-from lm_eval.tasks._yaml_loader import load_yaml
 from lm_eval.models.utils import (
     configure_pad_token,
     handle_stop_sequences,
@@ -33,6 +29,10 @@ from lm_eval.models.utils import (
     resolve_max_length,
 )
 from lm_eval.models.utils_hf import stop_sequences_criteria
+from lm_eval.tasks import TaskManager
+from lm_eval.tasks._factory import TaskFactory as _LmEvalTaskFactory
+from lm_eval.tasks._index import Kind
+from lm_eval.tasks._yaml_loader import load_yaml
 from lm_eval.utils import (
     apply_template,
     get_rolling_token_windows,
@@ -41,12 +41,33 @@ from lm_eval.utils import (
     simple_parse_args_string,
 )
 
-__all__ = ["Kind", "TaskFactory", "add_metrics", "apply_template", "cli_evaluate", "configure_pad_token",
-           "evaluator_git_hash", "fewshot_split", "get_rolling_token_windows", "handle_non_serializable",
-           "handle_stop_sequences", "has_bos_prefix", "has_fewshot_sampler", "lm_eval_bar_modules", "load_spec", "make_disjoint_window",
-           "normalize_gen_kwargs", "postprocess_generated_text", "read_task_yaml", "replace_fewshot_sampler",
-           "resolve_max_length", "sacreformat", "simple_parse_args_string", "stop_sequences_criteria",
-           "task_manager"]
+__all__ = [
+    "Kind",
+    "TaskFactory",
+    "add_metrics",
+    "apply_template",
+    "cli_evaluate",
+    "configure_pad_token",
+    "evaluator_git_hash",
+    "fewshot_split",
+    "get_rolling_token_windows",
+    "handle_non_serializable",
+    "handle_stop_sequences",
+    "has_bos_prefix",
+    "has_fewshot_sampler",
+    "lm_eval_bar_modules",
+    "load_spec",
+    "make_disjoint_window",
+    "normalize_gen_kwargs",
+    "postprocess_generated_text",
+    "read_task_yaml",
+    "replace_fewshot_sampler",
+    "resolve_max_length",
+    "sacreformat",
+    "simple_parse_args_string",
+    "stop_sequences_criteria",
+    "task_manager",
+]
 
 
 # ---------------------------------------------------------------------------------------------- tasks (harness/tasks.py)
@@ -103,8 +124,12 @@ def load_spec(tm: TaskManager, name: str) -> Task | Group | list[Task]:
 
 
 # ---------------------------------------------------------------------------------------------- built tasks
-def add_metrics(task: Task, higher_is_better: Mapping[str, bool], aggregation: Callable,
-                scores: Callable[[dict], Mapping[str, float]]) -> None:
+def add_metrics(
+    task: Task,
+    higher_is_better: Mapping[str, bool],
+    aggregation: Callable,
+    scores: Callable[[dict], Mapping[str, float]],
+) -> None:
     """Give a built task more per-document metrics: `scores(doc)` joins what its process_results returns,
     and each metric named in higher_is_better is aggregated with `aggregation`."""
     for name, higher in higher_is_better.items():

@@ -32,8 +32,11 @@ def collect_env(model_identity: dict[str, Any], started: float) -> dict[str, Any
     """Library versions, device and git state: what is needed to reproduce the numbers."""
     import torch
 
-    device: dict[str, Any] = {"name": model_identity.get("device"), "torch_threads": torch.get_num_threads(),
-                              "cpu_count": os.cpu_count()}
+    device: dict[str, Any] = {
+        "name": model_identity.get("device"),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+    }
     if torch.cuda.is_available():
         device["cuda"] = torch.cuda.get_device_name(0)
     return {
@@ -50,8 +53,7 @@ def collect_env(model_identity: dict[str, Any], started: float) -> dict[str, Any
 
 def _git(*args: str, path: Path | None = None) -> str:
     where = ["-C", str(path)] if path is not None else []
-    return subprocess.run(["git", *where, *args], capture_output=True, text=True, timeout=10,
-                          check=True).stdout.strip()
+    return subprocess.run(["git", *where, *args], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
 
 
 def quiet_git_describe() -> str | None:

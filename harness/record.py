@@ -8,15 +8,14 @@ two scores are compared (paired where per-document scores exist, else unpaired) 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.samples import Sample
 from harness.scorers.keys import is_score, split_key, stderr_key
 
 if TYPE_CHECKING:
@@ -25,10 +24,16 @@ if TYPE_CHECKING:
     from harness.scorers.paired import PairedTest
 
 # what makes a leaderboard row (a --limit does not: each cell shows how many samples it scored)
-VARIANT_SETTINGS = ("num_fewshot", "apply_chat_template", "system_instruction", "gen_kwargs", "seed",
-                    "adapter", "rag", "strategy")
-# per-sample scores that say right or wrong (not ROUGE, F1 or perplexity)
-RIGHT_OR_WRONG = frozenset({"acc", "acc_norm", "exact_match", "squad_exact_match"})
+VARIANT_SETTINGS = (
+    "num_fewshot",
+    "apply_chat_template",
+    "system_instruction",
+    "gen_kwargs",
+    "seed",
+    "adapter",
+    "rag",
+    "strategy",
+)
 
 
 # ---------------------------------------------------------------------------------- result keys
@@ -101,96 +106,39 @@ def task_records(results: Mapping[str, Any]) -> dict[str, TaskRecord]:
                 continue
             metric, filt = split_key(key)
             ci = results.get("ci95", {}).get(task, {}).get(key)
-            scores.append(TaskScore(
-                task, metric, filt, float(value), finite(metrics.get(stderr_key(metric, filt))),
-                (float(ci[0]), float(ci[1])) if ci else None, results.get("signatures", {}).get(task, {}).get(key),
-                bool(results.get("higher_is_better", {}).get(task, {}).get(metric, True)), n))
-        records[task] = TaskRecord(task, tuple(scores), task in groups,
-                                   tuple(results.get("group_subtasks", {}).get(task, [])),
-                                   results.get("n-shot", {}).get(task), n)
+            scores.append(
+                TaskScore(
+                    task,
+                    metric,
+                    filt,
+                    float(value),
+                    finite(metrics.get(stderr_key(metric, filt))),
+                    (float(ci[0]), float(ci[1])) if ci else None,
+                    results.get("signatures", {}).get(task, {}).get(key),
+                    bool(results.get("higher_is_better", {}).get(task, {}).get(metric, True)),
+                    n,
+                )
+            )
+        records[task] = TaskRecord(
+            task,
+            tuple(scores),
+            task in groups,
+            tuple(results.get("group_subtasks", {}).get(task, [])),
+            results.get("n-shot", {}).get(task),
+            n,
+        )
     return records
 
 
 # ---------------------------------------------------------------------------------- samples
-@dataclass(frozen=True)
-class SampleView:
-    """What the sample browser shows of one stored sample: prompt, output, target, score, correct."""
-
-    id: Any
-    prompt: str
-    output: str
-    target: str
-    metric: str | None
-    score: Any
-    correct: bool | None  # only where the metric says right or wrong per sample
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One stored sample row (lm-eval's per-document log, plus the task and prompt harness adds)."""
-
-    row: Mapping[str, Any]
-
-    @property
-    def task(self) -> str | None:
-        return self.row.get("task")
-
-    @property
-    def doc_id(self) -> Any:
-        return self.row.get("doc_id")
-
-    @property
-    def filter(self) -> str:
-        return self.row.get("filter", "none")
-
-    @property
-    def key(self) -> str:
-        """The document: id and content hash, so a changed document is not paired with the old one."""
-        return f"{self.row.get('doc_id')}:{self.row.get('doc_hash', '')}"
-
-    @property
-    def target(self) -> Any:
-        return self.row.get("target")
-
-    def score(self, metric: str) -> Any:
-        """The per-sample score of a metric, where it is a number (corpus metrics log items instead)."""
-        value = self.row.get(metric)
-        return value if isinstance(value, (int, float)) else None
-
-    @functools.cached_property
-    def view(self) -> SampleView:
-        return sample_view(self.row)
-
-
-def sample_view(row: Mapping[str, Any]) -> SampleView:
-    """What the sample browser shows of one stored sample row."""
-    args = row.get("arguments") or []
-    resps = row.get("filtered_resps") or []
-    metric = next((m for m in row.get("metrics") or [] if isinstance(row.get(m), (int, float))), None)
-    score = row.get(metric) if metric else None
-    choices = [a[1] for a in args if isinstance(a, (list, tuple)) and len(a) > 1 and isinstance(a[1], str)]
-    target = row.get("target")
-    if resps and isinstance(resps[0], (list, tuple)) and len(choices) == len(resps):  # multiple choice
-        best = max(range(len(resps)), key=lambda i: resps[i][0])
-        output = choices[best]
-        try:
-            target = choices[int(target)]  # type: ignore[arg-type]
-        except (TypeError, ValueError, IndexError):
-            pass
-    else:
-        output = resps[0] if resps and isinstance(resps[0], str) else json.dumps(resps)[:500]
-    return SampleView(row.get("doc_id"), str(row.get("prompt") or ""), str(output),
-                      target if isinstance(target, str) else json.dumps(target, ensure_ascii=False), metric, score,
-                      bool(score == 1.0) if metric in RIGHT_OR_WRONG and score is not None else None)
-
-
+# Sample, SampleView, sample_view: harness.samples
 def scored_samples(samples: Iterable[Sample], score: TaskScore) -> dict[str, Sample]:
     """Document key -> the sample of score's task under its filter, where the metric is a number per sample."""
-    return {s.key: s for s in samples
-            if s.task == score.task and s.filter == score.filter and s.score(score.metric) is not None}
+    return {
+        s.key: s
+        for s in samples
+        if s.task == score.task and s.filter == score.filter and s.score(score.metric) is not None
+    }
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -264,8 +212,10 @@ def run_variant(settings: Mapping[str, Any], identity: Mapping[str, Any]) -> dic
     variant = {k: settings[k] for k in VARIANT_SETTINGS if _set(settings.get(k))}
     adapter = identity.get("adapter")
     if adapter:  # the adapter's content, not its path, makes the variant; the label shows its name
-        variant["adapter"] = {"name": adapter.get("name", "adapter") + (" merged" if adapter.get("merged") else ""),
-                              "sha256": adapter.get("sha256")}
+        variant["adapter"] = {
+            "name": adapter.get("name", "adapter") + (" merged" if adapter.get("merged") else ""),
+            "sha256": adapter.get("sha256"),
+        }
     else:
         variant.pop("adapter", None)
     if identity.get("dtype") not in (None, "float32"):  # the dtype used, whether asked for or by default
@@ -312,8 +262,15 @@ def doc_order(key: str) -> tuple:
     return (0, int(doc_id), key) if doc_id.isdigit() else (1, 0, key)
 
 
-def compare_scores(a: TaskScore, b: TaskScore, a_docs: Mapping[str, float], b_docs: Mapping[str, float], *,
-                   order: Callable[[str], Any] | None = doc_order, seed: int = 1234) -> PairedTest:
+def compare_scores(
+    a: TaskScore,
+    b: TaskScore,
+    a_docs: Mapping[str, float],
+    b_docs: Mapping[str, float],
+    *,
+    order: Callable[[str], Any] | None = doc_order,
+    seed: int = 1234,
+) -> PairedTest:
     """b against a: paired over the documents both scored (McNemar for 0/1 scores, else the paired
     bootstrap), in `order`; without any, the unpaired z-test on the two standard errors."""
     from harness.scorers.paired import PairedTest, compare_paired, unpaired_z
@@ -326,9 +283,27 @@ def compare_scores(a: TaskScore, b: TaskScore, a_docs: Mapping[str, float], b_do
 
 
 # ---------------------------------------------------------------------------------- a frame
-FRAME_COLUMNS = ("run_id", "created", "model", "model_sha256", "variant", "label", "spec_sha256", "task", "group",
-                 "main", "metric", "filter", "value", "stderr", "ci95_lo", "ci95_hi", "n", "higher_is_better",
-                 "signature")
+FRAME_COLUMNS = (
+    "run_id",
+    "created",
+    "model",
+    "model_sha256",
+    "variant",
+    "label",
+    "spec_sha256",
+    "task",
+    "group",
+    "main",
+    "metric",
+    "filter",
+    "value",
+    "stderr",
+    "ci95_lo",
+    "ci95_hi",
+    "n",
+    "higher_is_better",
+    "signature",
+)
 
 
 def scores_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
@@ -340,8 +315,27 @@ def scores_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
         variant = "; ".join(variant_parts(r.variant))
         for task in r.tasks.values():
             for s in task.scores:
-                rows.append((r.run_id, r.created, r.model.get("name"), r.model.get("sha256"), variant, r.label,
-                             r.spec_sha256, task.name, task.group, s is task.main, s.metric, s.filter, s.value,
-                             s.stderr, s.ci95[0] if s.ci95 else None, s.ci95[1] if s.ci95 else None, s.n,
-                             s.higher_is_better, s.signature))
+                rows.append(
+                    (
+                        r.run_id,
+                        r.created,
+                        r.model.get("name"),
+                        r.model.get("sha256"),
+                        variant,
+                        r.label,
+                        r.spec_sha256,
+                        task.name,
+                        task.group,
+                        s is task.main,
+                        s.metric,
+                        s.filter,
+                        s.value,
+                        s.stderr,
+                        s.ci95[0] if s.ci95 else None,
+                        s.ci95[1] if s.ci95 else None,
+                        s.n,
+                        s.higher_is_better,
+                        s.signature,
+                    )
+                )
     return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))

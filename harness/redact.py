@@ -16,8 +16,11 @@ MASK = "***"
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of the secret-looking environment variables (HF_TOKEN, OPENAI_API_KEY...), longest first."""
     environ = os.environ if environ is None else environ
-    found = {value for name, value in environ.items()
-             if set(name.upper().split("_")) & SECRET_NAME_PARTS and len(value) >= MIN_SECRET_LENGTH}
+    found = {
+        value
+        for name, value in environ.items()
+        if set(name.upper().split("_")) & SECRET_NAME_PARTS and len(value) >= MIN_SECRET_LENGTH
+    }
     return sorted(found, key=len, reverse=True)
 
 

@@ -60,8 +60,10 @@ class RequestCache:
             self._db.execute("PRAGMA synchronous=FULL")  # a committed batch survives a power loss too
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"request cache {self.path} cannot be opened ({exc}): "
-                            "remove it, point HARNESS_REQUEST_CACHE elsewhere, or run with --no-cache") from exc
+            raise UserError(
+                f"request cache {self.path} cannot be opened ({exc}): "
+                "remove it, point HARNESS_REQUEST_CACHE elsewhere, or run with --no-cache"
+            ) from exc
 
     def use_namespace(self, namespace: dict[str, Any]) -> None:
         """What every key of this run shares: the model and runner settings that decide results."""
@@ -76,13 +78,22 @@ class RequestCache:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _LOOKUP_CHUNK):
             chunk = unique[start : start + _LOOKUP_CHUNK]
-            rows = self._db.execute(f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            rows = self._db.execute(
+                f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
             found.update((key, json.loads(value)) for key, value in rows)
         return found
 
-    def through(self, kind: str, keys: list[str], compute: Callable[[list[int], ResultSink], Sequence[Any]], *,
-                decode: Callable[[Any], Any] | None = None, hits: dict[str, Any] | None = None,
-                tally: Callable[[int, int], None] | None = None) -> list:
+    def through(
+        self,
+        kind: str,
+        keys: list[str],
+        compute: Callable[[list[int], ResultSink], Sequence[Any]],
+        *,
+        decode: Callable[[Any], Any] | None = None,
+        hits: dict[str, Any] | None = None,
+        tally: Callable[[int, int], None] | None = None,
+    ) -> list:
         """Results for keys: those in the cache read from it (through `decode`: JSON gives lists
         for tuples), the others from compute(todo, sink), which returns the results of requests
         todo (indices into keys) and writes each through sink (see the module's doc) as it can.
@@ -127,8 +138,10 @@ class RequestCache:
             if inflight is None:
                 db.execute("DELETE FROM inflight WHERE owner = ?", (self._owner,))
             else:
-                db.execute("INSERT OR REPLACE INTO inflight (owner, host, pid, requests, started) VALUES (?, ?, ?, ?, ?)",
-                           inflight)
+                db.execute(
+                    "INSERT OR REPLACE INTO inflight (owner, host, pid, requests, started) VALUES (?, ?, ?, ?, ?)",
+                    inflight,
+                )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -138,9 +151,11 @@ class RequestCache:
     def claim_interrupted(self) -> int:
         """Requests that runs on this host lost in flight when they died (killed, crashed); cleared once counted."""
         host = socket.gethostname()
-        dead = [(owner, n) for owner, pid, n in
-                self._db.execute("SELECT owner, pid, requests FROM inflight WHERE host = ?", (host,))
-                if not _alive(pid)]
+        dead = [
+            (owner, n)
+            for owner, pid, n in self._db.execute("SELECT owner, pid, requests FROM inflight WHERE host = ?", (host,))
+            if not _alive(pid)
+        ]
         for owner, _ in dead:
             self._db.execute("DELETE FROM inflight WHERE owner = ?", (owner,))
         return sum(n for _, n in dead)

@@ -63,8 +63,9 @@ class RunStore:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise UserError(f"run store '{self.root}' is not a writable folder ({exc.strerror}): "
-                            "choose another --output") from exc
+            raise UserError(
+                f"run store '{self.root}' is not a writable folder ({exc.strerror}): choose another --output"
+            ) from exc
 
     def new_run_id(self, model_name: str, spec_hash: str) -> str:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -138,9 +139,18 @@ class RunStore:
                 db.execute("DELETE FROM runs")
                 db.execute("DELETE FROM run_tasks")
             for row in rows:
-                db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (row["run_id"], row["created"], row["model"], row["model_sha256"], row["spec_sha256"],
-                            json.dumps(row["tasks"]), json.dumps(row["scores"])))
+                db.execute(
+                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row["run_id"],
+                        row["created"],
+                        row["model"],
+                        row["model_sha256"],
+                        row["spec_sha256"],
+                        json.dumps(row["tasks"]),
+                        json.dumps(row["scores"]),
+                    ),
+                )
                 db.execute("DELETE FROM run_tasks WHERE run_id = ?", (row["run_id"],))
                 db.executemany("INSERT INTO run_tasks VALUES (?, ?)", [(row["run_id"], t) for t in row["tasks"]])
             db.execute("COMMIT")
@@ -151,8 +161,9 @@ class RunStore:
         finally:
             db.close()
 
-    def query(self, model: str | None = None, task: str | None = None, spec: str | None = None,
-              since: str | None = None) -> list[dict[str, Any]]:
+    def query(
+        self, model: str | None = None, task: str | None = None, spec: str | None = None, since: str | None = None
+    ) -> list[dict[str, Any]]:
         """Indexed runs, oldest first, filtered by model (substring), task (glob), spec hash prefix, date (ISO)."""
         if not self.root.is_dir():
             raise UserError(f"run store {self.root} is not a folder: run `harness run` first or give --runs")
@@ -175,8 +186,11 @@ class RunStore:
             if since:
                 where.append("created >= ?")
                 args.append(since)
-            rows = db.execute(f"SELECT run_id, created, model, model_sha256, spec_sha256, tasks, scores FROM runs "
-                              f"WHERE {' AND '.join(where)} ORDER BY created, run_id", args).fetchall()
+            rows = db.execute(
+                f"SELECT run_id, created, model, model_sha256, spec_sha256, tasks, scores FROM runs "
+                f"WHERE {' AND '.join(where)} ORDER BY created, run_id",
+                args,
+            ).fetchall()
         finally:
             db.close()
         keys = ("run_id", "created", "model", "model_sha256", "spec_sha256", "tasks", "scores")
@@ -199,10 +213,13 @@ class RunStore:
         if exact or len(matches) == 1:
             return (exact or matches)[0]
         if not matches:
-            raise UserError(f"run '{os.fspath(ref)}' not found: give a run folder or a run id from "
-                            f"`harness runs --runs {self._given}`")
-        raise UserError(f"run '{os.fspath(ref)}' is ambiguous in {self._given}: "
-                        f"{', '.join(p.name for p in matches[:5])}")
+            raise UserError(
+                f"run '{os.fspath(ref)}' not found: give a run folder or a run id from "
+                f"`harness runs --runs {self._given}`"
+            )
+        raise UserError(
+            f"run '{os.fspath(ref)}' is ambiguous in {self._given}: {', '.join(p.name for p in matches[:5])}"
+        )
 
     def load(self, run: str | os.PathLike) -> RunRecord:
         """The record of a run: a run folder, or a run id (or unique prefix) in this store."""
@@ -225,8 +242,14 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
     results = read_json(run_dir, RESULTS)
     spec = read_json(run_dir, SPEC) if (run_dir / SPEC).exists() else {}
     env = read_json(run_dir, ENV) if (run_dir / ENV).exists() else {}
-    return RunRecord(run_dir.name, run_dir, results, spec, env,
-                     sample_reader=(lambda: read_samples(run_dir)) if (run_dir / SAMPLES).exists() else None)
+    return RunRecord(
+        run_dir.name,
+        run_dir,
+        results,
+        spec,
+        env,
+        sample_reader=(lambda: read_samples(run_dir)) if (run_dir / SAMPLES).exists() else None,
+    )
 
 
 def as_record(run: RunRecord | str | os.PathLike) -> RunRecord:
@@ -282,4 +305,6 @@ def read_json(run_dir: str | os.PathLike, name: str) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else f"not JSON: {exc}"
-        raise UserError(f"run folder {run_dir} is unreadable: {name} {why} (remove the folder or restore the file)") from exc
+        raise UserError(
+            f"run folder {run_dir} is unreadable: {name} {why} (remove the folder or restore the file)"
+        ) from exc

@@ -51,8 +51,9 @@ class TaskHook(Protocol):
 class MirrorTaskFactory(TaskFactory):
     """lm-eval's TaskFactory, reading datasets from a local mirror when one is given, and calling `hooks`."""
 
-    def __init__(self, *, meta: dict[str, Any] | None = None, data_dir: Path | None = None,
-                 hooks: Sequence[TaskHook] = ()):
+    def __init__(
+        self, *, meta: dict[str, Any] | None = None, data_dir: Path | None = None, hooks: Sequence[TaskHook] = ()
+    ):
         super().__init__(meta=meta)
         self.data_dir = data_dir
         self.hooks = tuple(hooks)
@@ -125,8 +126,9 @@ def check_yaml_syntax(folder: Path) -> None:
             raise TaskConfigError(f"malformed task YAML {where}: {problem}") from exc
 
 
-def build_task_manager(include_paths: list[str] | tuple[str, ...] = (), data_dir: Path | None = None,
-                       hooks: Sequence[TaskHook] = ()) -> TaskManager:
+def build_task_manager(
+    include_paths: list[str] | tuple[str, ...] = (), data_dir: Path | None = None, hooks: Sequence[TaskHook] = ()
+) -> TaskManager:
     """A TaskManager over the packaged tasks plus the user's folders (which may override them).
 
     `hooks` change tasks as they are built: harness's commands pass harness.adapters.task_hooks(),
@@ -209,8 +211,7 @@ def _check_metric_names(name: str, yaml_path: Path | None, cfg: dict[str, Any]) 
         metric = item.get("metric") if isinstance(item, dict) else None
         if isinstance(metric, str) and not item.get("hf_evaluate") and metric not in metric_registry:
             known = ", ".join(sorted(metric_registry.keys()))
-            raise TaskConfigError(f"task '{name}' ({yaml_path}): unknown metric '{metric}'; "
-                                  f"known: {known}")
+            raise TaskConfigError(f"task '{name}' ({yaml_path}): unknown metric '{metric}'; known: {known}")
 
 
 def load_tasks(tm: TaskManager, names: list[str]) -> list[Task | Group]:

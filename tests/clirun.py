@@ -68,5 +68,4 @@ def progress_lines(stderr: str) -> list[str]:
 
 def library_noise(stderr: str) -> list[str]:
     """The lines of a run's stderr that are neither a progress bar of the work nor harness's own."""
-    return [line for line in progress_lines(stderr)
-            if not line.startswith(PROGRESS_BARS)]
+    return [line for line in progress_lines(stderr) if not line.startswith(PROGRESS_BARS)]

@@ -12,8 +12,9 @@ from harness.adapters import task_hooks
 from harness.tasks import build_task_manager
 
 
-def task_instances(name: str, data_dir: Path | None = None, num_fewshot: int = 0, limit: int | None = None,
-                   include_paths=()):
+def task_instances(
+    name: str, data_dir: Path | None = None, num_fewshot: int = 0, limit: int | None = None, include_paths=()
+):
     """The Instances lm-eval's evaluator would send a model for `name`."""
     tm = build_task_manager(include_paths, data_dir, hooks=task_hooks())
     task = tm.load([name])["tasks"][name]
@@ -30,8 +31,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def squad_official():
     """The official SQuAD v1.1 evaluation script (tests/fixtures/squad_v11_official.py) as a module."""
-    spec = importlib.util.spec_from_file_location("squad_v11_official",
-                                                  Path(__file__).parent / "fixtures" / "squad_v11_official.py")
+    spec = importlib.util.spec_from_file_location(
+        "squad_v11_official", Path(__file__).parent / "fixtures" / "squad_v11_official.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -53,8 +55,13 @@ def perturb(text: str, rng: random.Random) -> str:
     return " ".join(words[: max(1, len(words) - rng.randrange(4))])
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def chromium_path() -> str | None:

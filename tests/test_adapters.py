@@ -20,13 +20,21 @@ ABS_TOL = 2e-3  # float32 batched on CPU, as in test_runner.py
 
 
 def harness(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
 
 
 def write_pairs(path: Path, n: int = 16) -> Path:
-    rows = [{"prompt": f"Question: What is {a} plus {b}?\nAnswer:", "completion": f" {a + b}"}
-            for a in range(4) for b in range(4)][:n]
+    rows = [
+        {"prompt": f"Question: What is {a} plus {b}?\nAnswer:", "completion": f" {a + b}"}
+        for a in range(4)
+        for b in range(4)
+    ][:n]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -41,8 +49,9 @@ def lora_dir(tmp_path_factory, smollm2_weights):
 
     torch.manual_seed(0)
     base = transformers.AutoModelForCausalLM.from_pretrained(smollm2_weights, dtype=torch.float32)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                            init_lora_weights=False))
+    model = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     out = tmp_path_factory.mktemp("adapters") / "capitals-lora"
     model.save_pretrained(out)
     return out
@@ -87,8 +96,9 @@ def test_adapter_loglikelihoods_match_lm_eval_hf_with_peft(lora_dir, base_loaded
 
 
 @pytest.mark.model
-def test_run_with_adapter_has_its_own_identity_hash_cache_and_leaderboard_row(lora_dir, base_loaded, tmp_path,
-                                                                              reference_peft_lm):
+def test_run_with_adapter_has_its_own_identity_hash_cache_and_leaderboard_row(
+    lora_dir, base_loaded, tmp_path, reference_peft_lm
+):
     import lm_eval
 
     from harness.engine import run_evaluation
@@ -101,8 +111,9 @@ def test_run_with_adapter_has_its_own_identity_hash_cache_and_leaderboard_row(lo
     store = RunStore(tmp_path / "runs")
     spec = RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=12, device="cpu", bootstrap_iters=0)
     base = run_evaluation(spec, loaded=base_loaded, request_cache=cache)
-    adapted = run_evaluation(RunSpec(**{**spec.__dict__, "adapter": str(lora_dir)}), loaded=base_loaded,
-                             request_cache=cache)
+    adapted = run_evaluation(
+        RunSpec(**{**spec.__dict__, "adapter": str(lora_dir)}), loaded=base_loaded, request_cache=cache
+    )
     assert "adapter" not in base_loaded.identity  # the caller's model is left as it was
     adapter = adapted.results["harness"]["model"]["adapter"]
     assert adapter["peft_type"] == "LORA" and adapter["merged"] is False and adapter["path"] == str(lora_dir)
@@ -112,8 +123,9 @@ def test_run_with_adapter_has_its_own_identity_hash_cache_and_leaderboard_row(lo
     assert adapted.env["runner"]["requests_from_cache"] == 0
     # same accuracy as lm-eval's own evaluator on its hf model with peft=
     tm = build_task_manager()
-    ref = lm_eval.simple_evaluate(model=reference_peft_lm, tasks=load_tasks(tm, ["demo_capitals"]), task_manager=tm, limit=12,
-                                  bootstrap_iters=0)
+    ref = lm_eval.simple_evaluate(
+        model=reference_peft_lm, tasks=load_tasks(tm, ["demo_capitals"]), task_manager=tm, limit=12, bootstrap_iters=0
+    )
     for metric in ("acc,none", "acc_norm,none"):
         assert adapted.results["results"]["demo_capitals"][metric] == ref["results"]["demo_capitals"][metric]
     board = build_leaderboard([store.save(base), store.save(adapted)])
@@ -138,7 +150,7 @@ def test_labels_are_minus_100_exactly_on_the_prompt(smollm2_weights):
         assert labels[:n] == [-100] * n
         assert labels[n:] == ids[n:] and -100 not in labels[n:]
         assert ids[-1] == tok.eos_token_id
-        assert tok.decode(ids[n:-1]) == e.prompt[len(e.prompt.rstrip(" ")):] + e.completion
+        assert tok.decode(ids[n:-1]) == e.prompt[len(e.prompt.rstrip(" ")) :] + e.completion
     batch = collate(encoded, pad_id=tok.eos_token_id)
     for row, (ids, labels) in enumerate(encoded):
         assert batch["labels"][row].tolist() == labels + [-100] * (batch["labels"].shape[1] - len(labels))
@@ -153,15 +165,33 @@ def test_finetune_resumes_after_sigkill_to_the_same_weights(tmp_path, smollm2_we
     from safetensors.torch import load_file
 
     data = write_pairs(tmp_path / "pairs.jsonl")
-    args = ["finetune", "--data", str(data), "--max-steps", "4", "--batch-size", "4", "--save-every", "2",
-            "--lr", "1e-3", "--holdout", "2", "--max-length", "64"]
+    args = [
+        "finetune",
+        "--data",
+        str(data),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "4",
+        "--save-every",
+        "2",
+        "--lr",
+        "1e-3",
+        "--holdout",
+        "2",
+        "--max-length",
+        "64",
+    ]
     whole = harness(*args, "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *args, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
     deadline = time.time() + 240
     while not (out / "checkpoints" / "step-2").is_dir() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -207,19 +237,33 @@ def bad_inputs(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("case", [
-    ("finetune --out {r}/o1", "give training data"),
-    ("finetune --data {r}/missing.jsonl --out {r}/o2", "no such file"),
-    ("finetune --data {r}/empty.jsonl --out {r}/o3", "no examples"),
-    ("finetune --data {r}/badline.jsonl --out {r}/o4", "line 2 is not JSON"),
-    ("finetune --data {r}/nokeys.jsonl --out {r}/o5", "line 1 needs string fields"),
-    ("finetune --task no_such_task --out {r}/o6", "no_such_task"),
-    ("finetune --data {r}/ok.jsonl --out {r}/afile", "is a file"),
-    ("finetune --data {r}/ok.jsonl --holdout 16 --out {r}/o7", "leaves no training examples"),
-    ("run -t demo_capitals --adapter {r}/missing", "no such folder"),
-    ("run -t demo_capitals --adapter {r}", "not a PEFT adapter"),
-], ids=["no-data", "missing-file", "empty", "bad-line", "no-keys", "unknown-task", "out-is-file", "holdout-all",
-        "adapter-missing", "not-an-adapter"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("finetune --out {r}/o1", "give training data"),
+        ("finetune --data {r}/missing.jsonl --out {r}/o2", "no such file"),
+        ("finetune --data {r}/empty.jsonl --out {r}/o3", "no examples"),
+        ("finetune --data {r}/badline.jsonl --out {r}/o4", "line 2 is not JSON"),
+        ("finetune --data {r}/nokeys.jsonl --out {r}/o5", "line 1 needs string fields"),
+        ("finetune --task no_such_task --out {r}/o6", "no_such_task"),
+        ("finetune --data {r}/ok.jsonl --out {r}/afile", "is a file"),
+        ("finetune --data {r}/ok.jsonl --holdout 16 --out {r}/o7", "leaves no training examples"),
+        ("run -t demo_capitals --adapter {r}/missing", "no such folder"),
+        ("run -t demo_capitals --adapter {r}", "not a PEFT adapter"),
+    ],
+    ids=[
+        "no-data",
+        "missing-file",
+        "empty",
+        "bad-line",
+        "no-keys",
+        "unknown-task",
+        "out-is-file",
+        "holdout-all",
+        "adapter-missing",
+        "not-an-adapter",
+    ],
+)
 def test_bad_input_gets_one_line_and_exit_2(case, bad_inputs):
     args, message = case
     result = cli(*args.format(r=bad_inputs).split())
@@ -236,15 +280,24 @@ def test_adapter_for_another_base_and_prompt_tuning_are_refused(tmp_path, base_l
 
     from harness.adapters.lora import AdapterError, attach_adapter
 
-    other = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-        vocab_size=base_loaded.model.config.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4))
+    other = transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(
+            vocab_size=base_loaded.model.config.vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+        )
+    )
     get_peft_model(other, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(tmp_path / "other")
     with pytest.raises(AdapterError, match="does not fit model 'smollm2-135m'"):
         attach_adapter(base_loaded, tmp_path / "other")
     torch.manual_seed(0)
-    prompt = get_peft_model(transformers.LlamaForCausalLM(other.config),
-                            PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4))
+    prompt = get_peft_model(
+        transformers.LlamaForCausalLM(other.config),
+        PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4),
+    )
     prompt.save_pretrained(tmp_path / "prompt")
     with pytest.raises(AdapterError, match="PROMPT_TUNING adds virtual tokens"):
         attach_adapter(base_loaded, tmp_path / "prompt")
@@ -263,8 +316,9 @@ def test_completion_only_head_gives_transformers_loss(lora_dir, smollm2_weights)
     tok = transformers.AutoTokenizer.from_pretrained(smollm2_weights)
     base = transformers.AutoModelForCausalLM.from_pretrained(smollm2_weights, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, lora_dir)
-    batch = collate([encode_example(tok, e, 512) for e in task_pairs("demo_capitals", "test").examples[:4]],
-                    tok.eos_token_id)
+    batch = collate(
+        [encode_example(tok, e, 512) for e in task_pairs("demo_capitals", "test").examples[:4]], tok.eos_token_id
+    )
     with torch.no_grad():
         assert float(completion_loss(model, batch)) == pytest.approx(float(model(**batch).loss), abs=1e-5)
 
@@ -275,8 +329,16 @@ def test_prompt_tuning_trains_and_is_refused_by_the_runner(tmp_path, base_loaded
     from harness.finetune import FinetuneSettings, read_jsonl_pairs, run_finetune
 
     data = read_jsonl_pairs(write_pairs(tmp_path / "pairs.jsonl", 8))
-    settings = FinetuneSettings(method="prompt-tuning", max_steps=2, batch_size=4, holdout=2, lr=1e-2,
-                                num_virtual_tokens=4, save_every=1, max_length=64)
+    settings = FinetuneSettings(
+        method="prompt-tuning",
+        max_steps=2,
+        batch_size=4,
+        holdout=2,
+        lr=1e-2,
+        num_virtual_tokens=4,
+        save_every=1,
+        max_length=64,
+    )
     result = run_finetune(data, tmp_path / "pt", settings, progress=False, say=lambda line: None)
     assert result.card["peft_type"] == "PROMPT_TUNING" and len(result.card["loss_curve"]) == 2
     with pytest.raises(AdapterError, match="PROMPT_TUNING adds virtual tokens"):

@@ -22,10 +22,20 @@ from harness.api import evaluate, make_spec
 from harness.spec import RunSpec
 from harness.store import RunStore, read_samples
 
-CLI_ARGS = ["run", "--tasks", "demo_capitals,demo_arithmetic", "--limit", "3", "--gen-kwargs", "max_new_tokens=4",
-            "--seed", "7"]
-API_ARGS = dict(model="smollm2-135m", tasks=["demo_capitals", "demo_arithmetic"], limit=3,
-                gen_kwargs={"max_new_tokens": 4}, seed=7)
+CLI_ARGS = [
+    "run",
+    "--tasks",
+    "demo_capitals,demo_arithmetic",
+    "--limit",
+    "3",
+    "--gen-kwargs",
+    "max_new_tokens=4",
+    "--seed",
+    "7",
+]
+API_ARGS = dict(
+    model="smollm2-135m", tasks=["demo_capitals", "demo_arithmetic"], limit=3, gen_kwargs={"max_new_tokens": 4}, seed=7
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +80,9 @@ def test_runs_dir_is_still_a_name_of_runs(both_runs):
     assert compared["--runs"].returncode == 0 and compared["--runs"].stdout == compared["--runs-dir"].stdout
     base = store.parent / "baseline.json"
     assert cli("baseline", cli_dir.name, "--out", str(base), "--runs-dir", str(store)).returncode == 0
-    checked = cli("check", api_dir.name, "--baseline", cli_dir.name, "--runs-dir", str(store),
-                  env={"GITHUB_STEP_SUMMARY": None})
+    checked = cli(
+        "check", api_dir.name, "--baseline", cli_dir.name, "--runs-dir", str(store), env={"GITHUB_STEP_SUMMARY": None}
+    )
     assert checked.returncode == 0 and "harness check: PASS" in checked.stdout
     both = cli("runs", "--runs", str(store), "--runs-dir", str(store))
     assert both.returncode == 2 and both.stderr.strip() == "error: give --runs only (--runs-dir is its older name)"
@@ -133,12 +144,14 @@ def test_load_runs_is_the_stores_table():
 @pytest.mark.model
 def test_a_script_calling_evaluate_shows_no_library_noise(tmp_path, smollm2_weights):
     # the bar, as a script in a fresh interpreter (this process's quiet is already set by other tests)
-    code = "\n".join([
-        "import harness",
-        f"r = harness.evaluate(model='smollm2-135m', tasks=['demo_capitals'], limit=5, output={str(tmp_path)!r},"
-        " use_cache=False)",
-        "print('stored', r)",
-    ])
+    code = "\n".join(
+        [
+            "import harness",
+            f"r = harness.evaluate(model='smollm2-135m', tasks=['demo_capitals'], limit=5, output={str(tmp_path)!r},"
+            " use_cache=False)",
+            "print('stored', r)",
+        ]
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.home(), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = RunStore(tmp_path).runs()

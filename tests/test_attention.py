@@ -25,14 +25,15 @@ def test_blocked_attention_equals_one_masked_call(cached):
     # a packed row: a trunk, then two branches that see the trunk and themselves, not each other;
     # the other row is plain causal with right padding
     allowed = torch.ones(rows, 1, q_len, cached + q_len, dtype=torch.bool).tril(cached)
-    allowed[0, :, 150:, cached + 100:cached + 150] = False
+    allowed[0, :, 150:, cached + 100 : cached + 150] = False
     mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
     module = SimpleNamespace(num_key_value_groups=groups, is_causal=True)
     for given in (mask, allowed):  # transformers passes either an additive float or a boolean mask
         out, _ = blocked_sdpa(module, query, key, value, given)
         torch.testing.assert_close(out, reference(query, key, value, mask, groups), atol=2e-6, rtol=1e-5)
     causal = torch.zeros(q_len, cached + q_len).masked_fill(
-        ~torch.ones(q_len, cached + q_len, dtype=torch.bool).tril(cached), torch.finfo(torch.float32).min)
+        ~torch.ones(q_len, cached + q_len, dtype=torch.bool).tril(cached), torch.finfo(torch.float32).min
+    )
     out, _ = blocked_sdpa(module, query, key, value, None)  # no mask: causal after the cached prefix
     torch.testing.assert_close(out, reference(query, key, value, causal, groups), atol=2e-6, rtol=1e-5)
 
@@ -45,8 +46,9 @@ def test_what_it_does_not_handle_goes_to_transformers_sdpa():
     encoder = SimpleNamespace(num_key_value_groups=1, is_causal=False)  # bidirectional: every key counts
     out, _ = blocked_sdpa(encoder, query, key, value, None)
     torch.testing.assert_close(out, sdpa_attention_forward(encoder, query, key, value, None)[0])
-    assert not torch.allclose(out, blocked_sdpa(SimpleNamespace(num_key_value_groups=1, is_causal=True),
-                                                query, key, value, None)[0])
+    assert not torch.allclose(
+        out, blocked_sdpa(SimpleNamespace(num_key_value_groups=1, is_causal=True), query, key, value, None)[0]
+    )
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["causal", "packed"])
@@ -62,12 +64,12 @@ def test_rows_after_a_shared_prefix_attend_it_held_once_with_the_same_outputs(pa
     full_value = torch.cat([prefix_value.expand(rows, -1, -1, -1), value], dim=2)
     allowed = torch.ones(rows, 1, q_len, cached + q_len, dtype=torch.bool).tril(cached)
     if packed:  # two trees in row 1: the second sees the prefix and itself, not the first
-        allowed[1, :, 70:, cached:cached + 70] = False
+        allowed[1, :, 70:, cached : cached + 70] = False
     mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
     module = SimpleNamespace(num_key_value_groups=groups, is_causal=True, layer_idx=1)
     shared = [None, (prefix_key, prefix_value)]
     expected = reference(query, full_key, full_value, mask, groups)
-    for given in ((mask, allowed) if packed else (None, mask)):
+    for given in (mask, allowed) if packed else (None, mask):
         out, _ = blocked_sdpa(module, query, key, value, given, shared_prefix=shared)
         torch.testing.assert_close(out, expected, atol=2e-6, rtol=1e-5)
 

@@ -32,8 +32,16 @@ LIMIT = 3
 @pytest.fixture(scope="module")
 def bbh_run(tmp_path_factory, shared_data, smollm2_weights):
     # 128 new tokens instead of the YAMLs' 256/1024 (CPU time), enough for boolean_expressions' CoT
-    spec = RunSpec(model="smollm2-135m", tasks=tuple(VARIANTS), limit=LIMIT, batch_size=8,
-                   gen_kwargs={"max_gen_toks": 128}, data_dir=str(shared_data), device="cpu", dtype="float32")
+    spec = RunSpec(
+        model="smollm2-135m",
+        tasks=tuple(VARIANTS),
+        limit=LIMIT,
+        batch_size=8,
+        gen_kwargs={"max_gen_toks": 128},
+        data_dir=str(shared_data),
+        device="cpu",
+        dtype="float32",
+    )
     run_dir = RunStore(tmp_path_factory.mktemp("runs")).save(run_evaluation(spec))
     by_task: dict[str, list[dict]] = {}
     for s in read_samples(run_dir):

@@ -21,15 +21,31 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "harness"
 
 def console_script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """The installed `harness` script in a process of its own, run outside the checkout."""
-    return subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, cwd=Path.home(),
-                          timeout=600, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        cwd=Path.home(),
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.model
 def test_run_prints_a_score_table_and_stores_the_run(tmp_path, smollm2_weights):
     # the console script, computing every request (no cache): what a user sees on a first run
-    out = console_script("run", "--model", "smollm2-135m", "--tasks", "demo_capitals,demo_text", "--limit", "4",
-                         "--output", str(tmp_path / "runs"), "--no-cache")
+    out = console_script(
+        "run",
+        "--model",
+        "smollm2-135m",
+        "--tasks",
+        "demo_capitals,demo_text",
+        "--limit",
+        "4",
+        "--output",
+        str(tmp_path / "runs"),
+        "--no-cache",
+    )
     assert out.returncode == 0, out.stderr
     for word in ("demo_capitals", "acc", "acc_norm", "word_perplexity", "stderr"):
         assert word in out.stdout
@@ -69,7 +85,9 @@ def test_shared_options_are_one_definition_everywhere():
 
     def commands(group, prefix=()):
         for name, command in group.commands.items():
-            yield from commands(command, (*prefix, name)) if hasattr(command, "commands") else [((*prefix, name), command)]
+            yield from (
+                commands(command, (*prefix, name)) if hasattr(command, "commands") else [((*prefix, name), command)]
+            )
 
     data_dir, runs = {}, {}
     for path, command in commands(cli):
@@ -96,13 +114,17 @@ def bad_inputs(tmp_path_factory):
     (d / "not_a_db.sqlite").write_text("this is text, not an sqlite database, and long enough for a header")
     (d / "runs/20261123T000000Z-m-abcdef12").mkdir(parents=True)
     (d / "runs/20261123T000000Z-m-abcdef12/results.json").write_text("{broken")
-    for name, data, metric in (("missing_file", "nope.jsonl", "acc"), ("empty_data", "empty.jsonl", "acc"),
-                               ("unknown_metric", "data.jsonl", "no_such_metric")):
+    for name, data, metric in (
+        ("missing_file", "nope.jsonl", "acc"),
+        ("empty_data", "empty.jsonl", "acc"),
+        ("unknown_metric", "data.jsonl", "no_such_metric"),
+    ):
         (d / name).mkdir()
         (d / name / f"{name}.yaml").write_text(
             f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files: {{test: {d / data}}}\n"
             "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{q}}'\ndoc_to_choice: ['a', 'b']\n"
-            f"doc_to_target: 0\nmetric_list:\n  - metric: {metric}\n")
+            f"doc_to_target: 0\nmetric_list:\n  - metric: {metric}\n"
+        )
     (d / "data.jsonl").write_text('{"q": "x"}\n')
     (d / "empty.jsonl").write_text("")
     (d / "baseline.json").write_text('{"not": "a baseline"}')
@@ -116,7 +138,10 @@ BAD = {
     "near-miss task": (["run", "--tasks", "mmlu_anatomyy"], "did you mean mmlu_anatomy"),
     "glob matching nothing": (["run", "--tasks", "zzz_*"], "no task matches"),
     "unknown model": (["run", "--tasks", "demo", "--model", "nosuch"], "unknown model 'nosuch'"),
-    "model path that is no model": (["run", "--tasks", "demo", "--model", str(REPO / "README.md")], "not a model folder"),
+    "model path that is no model": (
+        ["run", "--tasks", "demo", "--model", str(REPO / "README.md")],
+        "not a model folder",
+    ),
     "unknown gen kwarg": (["run", "--tasks", "demo", "--gen-kwargs", "foo=1"], "unknown setting 'foo'"),
     "malformed gen kwargs": (["run", "--tasks", "demo", "--gen-kwargs", "{bad json"], "--gen-kwargs"),
     "limit zero": (["run", "--tasks", "demo", "--limit", "0"], "--limit must be positive"),
@@ -124,8 +149,10 @@ BAD = {
     "data dir missing": (["run", "--tasks", "demo", "--data-dir", "/no/such/dir"], "is not a folder"),
     "include path missing": (["run", "--tasks", "demo", "--include-path", "/no/such/dir"], "is not a folder"),
     "malformed YAML": (["run", "--tasks", "broken", "--include-path", "{d}/broken"], "broken.yaml:3"),
-    "dataset absent from mirror": (["run", "--tasks", "mmlu_anatomy", "--data-dir", "{d}/empty_mirror"],
-                                   "cais/mmlu/anatomy is not in the mirror"),
+    "dataset absent from mirror": (
+        ["run", "--tasks", "mmlu_anatomy", "--data-dir", "{d}/empty_mirror"],
+        "cais/mmlu/anatomy is not in the mirror",
+    ),
     "bad option": (["run", "--tasks", "demo", "--no-such-option"], "No such option"),
     "missing --tasks": (["run"], "Missing option"),
     "bad batch size type": (["run", "--tasks", "demo", "--batch-size", "big"], "batch-size"),
@@ -138,16 +165,24 @@ BAD = {
     "negative bootstrap": (["run", "--tasks", "demo", "--bootstrap-iters", "-1"], "--bootstrap-iters"),
     "zero processes": (["run", "--tasks", "demo", "--num-processes", "0"], "--num-processes"),
     "empty task list": (["run", "--tasks", ","], "--tasks"),
-    "request cache not a database": (["run", "--tasks", "demo_capitals", "--limit", "1"], "request cache",
-                                     {"HARNESS_REQUEST_CACHE": "{d}/not_a_db.sqlite"}),
+    "request cache not a database": (
+        ["run", "--tasks", "demo_capitals", "--limit", "1"],
+        "request cache",
+        {"HARNESS_REQUEST_CACHE": "{d}/not_a_db.sqlite"},
+    ),
     "run store missing": (["runs", "--runs", "/no/such/store"], "is not a folder"),
     "unreadable run folder": (["runs", "--runs", "{d}/runs"], "results.json not JSON"),
     "leaderboard of nothing": (["leaderboard", "--runs", "{d}/empty_mirror", "--out", "{d}/x.html"], "no runs in"),
     "compare one run": (["compare", "only_one"], "at least two runs"),
     "compare unknown run": (["compare", "nope1", "nope2", "--runs-dir", "{d}"], "run 'nope1' not found"),
-    "check bad baseline": (["check", "{d}/runs/20261123T000000Z-m-abcdef12", "--baseline", "{d}/baseline.json"],
-                           "is not a harness baseline"),
-    "check bad max drop": (["check", "x", "--baseline", "{d}/baseline.json", "--max-drop", "lots"], "--max-drop 'lots'"),
+    "check bad baseline": (
+        ["check", "{d}/runs/20261123T000000Z-m-abcdef12", "--baseline", "{d}/baseline.json"],
+        "is not a harness baseline",
+    ),
+    "check bad max drop": (
+        ["check", "x", "--baseline", "{d}/baseline.json", "--max-drop", "lots"],
+        "--max-drop 'lots'",
+    ),
     "runs bad format": (["runs", "--format", "xml"], "--format"),
     "unknown ladder": (["ladder", "--task", "nosuch"], "no ladder 'nosuch': bundled ladders are samsum, squad"),
     "ladder rung with an unknown key": (["ladder", "--task", "{d}/broken_ladder.yaml"], "unknown keys shots"),
@@ -159,8 +194,11 @@ BAD = {
 
 def bad_case(case: str, d: Path) -> tuple[list[str], str, dict]:
     args, expected, *env = BAD[case]
-    return ([a.replace("{d}", str(d)) for a in args], expected,
-            {k: v.replace("{d}", str(d)) for k, v in (env[0] if env else {}).items()})
+    return (
+        [a.replace("{d}", str(d)) for a in args],
+        expected,
+        {k: v.replace("{d}", str(d)) for k, v in (env[0] if env else {}).items()},
+    )
 
 
 def assert_one_line_error(out, expected: str) -> None:
@@ -189,8 +227,9 @@ def test_the_console_script_exit_codes_and_version():
     assert out.returncode == 0 and "0.1.0" in out.stdout and not out.stderr
     out = console_script("models")
     assert out.returncode == 0 and "smollm2-135m" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True,
-                         cwd=Path.home(), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "--help"], capture_output=True, text=True, cwd=Path.home(), timeout=120
+    )
     assert out.returncode == 0 and "run" in out.stdout and not out.stderr
 
 
@@ -204,10 +243,26 @@ def test_debug_flag_shows_the_traceback():
 @pytest.mark.model
 def test_lm_eval_cli_runs_our_runner(tmp_path, smollm2_weights):
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "harness-lm-eval"), "run", "--model", "harness-hf",
-         "--model_args", "pretrained=smollm2-135m", "--tasks", "demo_capitals",
-         "--include_path", str(REPO / "tasks" / "demo"), "--limit", "3", "--output_path", str(tmp_path)],
-        capture_output=True, text=True, timeout=600)
+        [
+            str(Path(sys.executable).parent / "harness-lm-eval"),
+            "run",
+            "--model",
+            "harness-hf",
+            "--model_args",
+            "pretrained=smollm2-135m",
+            "--tasks",
+            "demo_capitals",
+            "--include_path",
+            str(REPO / "tasks" / "demo"),
+            "--limit",
+            "3",
+            "--output_path",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "demo_capitals" in out.stdout and "acc" in out.stdout
 
@@ -220,8 +275,18 @@ def stored_run(runs: Path):
 
 @pytest.mark.model
 def test_chat_template_and_system_instruction_reach_the_prompt(tmp_path, smollm2_weights):
-    out = harness("run", "--tasks", "demo_capitals", "--limit", "2", "--apply-chat-template",
-                  "--system-instruction", "Answer with the city only.", "--output", str(tmp_path))
+    out = harness(
+        "run",
+        "--tasks",
+        "demo_capitals",
+        "--limit",
+        "2",
+        "--apply-chat-template",
+        "--system-instruction",
+        "Answer with the city only.",
+        "--output",
+        str(tmp_path),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     spec, samples = stored_run(tmp_path)
     assert spec["spec"]["apply_chat_template"] is True
@@ -232,8 +297,17 @@ def test_chat_template_and_system_instruction_reach_the_prompt(tmp_path, smollm2
 
 @pytest.mark.model
 def test_cli_gen_kwargs_override_the_task_and_are_recorded(tmp_path, smollm2_weights):
-    out = harness("run", "--tasks", "demo_arithmetic", "--limit", "3", "--gen-kwargs", "max_new_tokens=1",
-                  "--output", str(tmp_path))
+    out = harness(
+        "run",
+        "--tasks",
+        "demo_arithmetic",
+        "--limit",
+        "3",
+        "--gen-kwargs",
+        "max_new_tokens=1",
+        "--output",
+        str(tmp_path),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     spec, samples = stored_run(tmp_path)
     used = spec["tasks"]["demo_arithmetic"]["generation_kwargs"]

@@ -28,13 +28,24 @@ def test_two_processes_give_the_same_results_as_one(tmp_path, smollm2_weights):
     # The same threads per process in both runs: CPU matrix products round differently with other
     # thread counts (a 1e-7 effect on probabilities), which is not what this test is about.
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    one = subprocess.run([sys.executable, "-m", "harness", *ARGS, "--output", str(tmp_path / "one")],
-                         capture_output=True, text=True, timeout=600, cwd=Path.home(), env=env)
+    one = subprocess.run(
+        [sys.executable, "-m", "harness", *ARGS, "--output", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path.home(),
+        env=env,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
     # `--num-processes 2` runs the same command under `accelerate launch` (two CPU processes over gloo)
-    two = subprocess.run([sys.executable, "-m", "harness", *ARGS, "--num-processes", "2",
-                          "--output", str(tmp_path / "two")],
-                         capture_output=True, text=True, timeout=600, cwd=Path.home(), env=env)
+    two = subprocess.run(
+        [sys.executable, "-m", "harness", *ARGS, "--num-processes", "2", "--output", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path.home(),
+        env=env,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     a = json.loads((only_run(tmp_path / "one") / "results.json").read_text())
     b = json.loads((only_run(tmp_path / "two") / "results.json").read_text())

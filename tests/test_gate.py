@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
 def mcnemar_two_sided(a_only: int, b_only: int) -> float:
     """The exact McNemar p-value from its definition: two-sided binomial(n, 1/2) tail on the discordant pairs."""
     n, k = a_only + b_only, min(a_only, b_only)
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
 
 
 def test_an_unchanged_candidate_passes_and_a_worse_prompt_fails(runs):
@@ -52,19 +52,35 @@ def test_an_unchanged_candidate_passes_and_a_worse_prompt_fails(runs):
     assert "harness check: PASS" in same.stdout
 
     summary, junit = root / "summary.md", root / "junit.xml"
-    worse = harness("check", str(made["worse"]), "--baseline", str(root / "baseline.json"), "--max-drop", "0.05",
-                    "--summary", str(summary), "--junit", str(junit))
+    worse = harness(
+        "check",
+        str(made["worse"]),
+        "--baseline",
+        str(root / "baseline.json"),
+        "--max-drop",
+        "0.05",
+        "--summary",
+        str(summary),
+        "--junit",
+        str(junit),
+    )
     assert worse.returncode == 1, worse.stdout + worse.stderr
     text = summary.read_text()
     assert text in worse.stdout  # the CI log shows what the step summary gets
     assert "harness check: FAIL" in text and "1 of 2 tasks regressed" in text
-    base_acc = json.loads((made["base"] / "results.json").read_text())["results"]["demo_arithmetic"]["exact_match,first_number"]
-    worse_acc = json.loads((made["worse"] / "results.json").read_text())["results"]["demo_arithmetic"]["exact_match,first_number"]
+    base_acc = json.loads((made["base"] / "results.json").read_text())["results"]["demo_arithmetic"][
+        "exact_match,first_number"
+    ]
+    worse_acc = json.loads((made["worse"] / "results.json").read_text())["results"]["demo_arithmetic"][
+        "exact_match,first_number"
+    ]
     why = next(line for line in text.splitlines() if line.startswith("- demo_arithmetic:"))
     assert f"fell by {base_acc - worse_acc:.4f}" in why and "95 % CI of Δ [" in why and "mcnemar p = " in why
     # the p-value is McNemar's on the documents the two runs disagree on
-    b, w = ({s["doc_id"]: s["exact_match"] for s in read_samples(made[k]) if s["task"] == "demo_arithmetic"}
-            for k in ("base", "worse"))
+    b, w = (
+        {s["doc_id"]: s["exact_match"] for s in read_samples(made[k]) if s["task"] == "demo_arithmetic"}
+        for k in ("base", "worse")
+    )
     a_only = sum(b[d] == 1 and w[d] == 0 for d in b)
     b_only = sum(b[d] == 0 and w[d] == 1 for d in b)
     assert f"mcnemar p = {mcnemar_two_sided(a_only, b_only):.3g}" in why
@@ -78,8 +94,15 @@ def test_an_unchanged_candidate_passes_and_a_worse_prompt_fails(runs):
 
 def test_compare_lists_flips_and_significance_per_task(runs):
     root, made = runs
-    out = harness("compare", str(made["base"]), str(made["worse"]), "--out", str(root / "compare.html"),
-                  "--md", str(root / "compare.md"))
+    out = harness(
+        "compare",
+        str(made["base"]),
+        str(made["worse"]),
+        "--out",
+        str(root / "compare.html"),
+        "--md",
+        str(root / "compare.md"),
+    )
     assert out.returncode == 0, out.stderr
     text = (root / "compare.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| demo_")}
@@ -90,7 +113,9 @@ def test_compare_lists_flips_and_significance_per_task(runs):
     assert "### demo_capitals:" not in text
     page = (root / "compare.html").read_text()
     assert "demo_arithmetic" in page and "<script nonce=" in page
-    flipped = int(rows["demo_arithmetic"].split("|")[-2].split("/")[0]) + int(rows["demo_arithmetic"].split("|")[-2].split("/")[1])
+    flipped = int(rows["demo_arithmetic"].split("|")[-2].split("/")[0]) + int(
+        rows["demo_arithmetic"].split("|")[-2].split("/")[1]
+    )
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     if chromium_path() is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")

@@ -79,8 +79,9 @@ def test_penalised_logits_follow_the_openai_formula_over_generated_tokens_only(h
     generated = torch.tensor([[198, 504, 504, 30, 198, 504], [30, 30, 30, 2, 504, 198]])  # repeats, EOS too
     full = torch.cat([ids, generated], dim=1)
     with torch.no_grad():  # real SmolLM2 next-token logits of each row, unpadded
-        scores = torch.stack([model(torch.tensor([list(p) + generated[r].tolist()])).logits[0, -1]
-                              for r, p in enumerate(prompts)])
+        scores = torch.stack(
+            [model(torch.tensor([list(p) + generated[r].tolist()])).logits[0, -1] for r, p in enumerate(prompts)]
+        )
     for frequency, presence in ((0.7, 0.4), (-0.5, 1.5), (2.0, -2.0)):
         out = OpenAIPenaltyLogitsProcessor(width, frequency, presence)(full, scores.clone())
         for row in range(2):
@@ -101,8 +102,12 @@ def test_penalised_generation_equals_a_step_by_step_reference_decode(harness_lm)
     lm = HarnessLM(loaded=harness_lm.loaded, batch_size=4)
     n, frequency, presence = 20, 0.8, 0.3
     prompts = PROMPTS[:4]
-    ours = lm.generate_until(requests({"until": [], "max_gen_toks": n, "frequency_penalty": frequency,
-                                       "presence_penalty": presence}, prompts), disable_tqdm=True)
+    ours = lm.generate_until(
+        requests(
+            {"until": [], "max_gen_toks": n, "frequency_penalty": frequency, "presence_penalty": presence}, prompts
+        ),
+        disable_tqdm=True,
+    )
     for prompt, text in zip(prompts, ours):
         context, generated = harness_lm.tok_encode(prompt), []
         for _ in range(n):
@@ -122,8 +127,10 @@ def test_a_positive_penalty_reduces_repeated_tokens_on_the_real_model(harness_lm
     plain = harness_lm.generate_until(requests(base), disable_tqdm=True)
     frequency = harness_lm.generate_until(requests({**base, "frequency_penalty": 1.0}), disable_tqdm=True)
     presence = harness_lm.generate_until(requests({**base, "presence_penalty": 1.0}), disable_tqdm=True)
-    ratios = {name: distinct_token_ratio(harness_lm, texts)
-              for name, texts in (("none", plain), ("frequency", frequency), ("presence", presence))}
+    ratios = {
+        name: distinct_token_ratio(harness_lm, texts)
+        for name, texts in (("none", plain), ("frequency", frequency), ("presence", presence))
+    }
     print("distinct-token ratio over", len(PROMPTS), "prompts, 48 greedy tokens:", ratios)
     assert ratios["frequency"] > ratios["none"] + 0.1
     assert ratios["presence"] > ratios["none"] + 0.1
@@ -140,7 +147,8 @@ def test_sampling_depends_on_the_seed_only_not_on_the_batch(harness_lm):
     again = harness_lm.generate_until(requests({**sampled, "seed": 11}, prompts), disable_tqdm=True)
     other = harness_lm.generate_until(requests({**sampled, "seed": 12}, prompts), disable_tqdm=True)
     one_by_one = HarnessLM(loaded=harness_lm.loaded, batch_size=1).generate_until(
-        requests({**sampled, "seed": 11}, prompts), disable_tqdm=True)
+        requests({**sampled, "seed": 11}, prompts), disable_tqdm=True
+    )
     greedy = harness_lm.generate_until(requests({"until": [], "max_gen_toks": 24}, prompts), disable_tqdm=True)
     assert first == again == one_by_one
     assert all(a != b for a, b in zip(first, other))
@@ -152,15 +160,19 @@ def test_repeated_identical_requests_get_different_samples(harness_lm):
     # what lm-eval's evaluator sends for `repeats: k`: the same Instance k times in a row
     k = 6
     for temperature in (0.7, 0.2):  # 0.2: lm-eval's gsm8k self-consistency setting
-        reqs = requests({"until": ["\n\n"], "max_gen_toks": 24, "do_sample": True, "temperature": temperature},
-                        PROMPTS[:2], repeats=k)
+        reqs = requests(
+            {"until": ["\n\n"], "max_gen_toks": 24, "do_sample": True, "temperature": temperature},
+            PROMPTS[:2],
+            repeats=k,
+        )
         out = harness_lm.generate_until(reqs, disable_tqdm=True)
         for doc in range(2):
-            samples = out[doc * k:(doc + 1) * k]
+            samples = out[doc * k : (doc + 1) * k]
             assert len(set(samples)) >= (k if temperature > 0.5 else 3), samples
     # greedy repeats are one computation and one answer
-    greedy = harness_lm.generate_until(requests({"until": ["\n\n"], "max_gen_toks": 12}, PROMPTS[:1], repeats=3),
-                                       disable_tqdm=True)
+    greedy = harness_lm.generate_until(
+        requests({"until": ["\n\n"], "max_gen_toks": 12}, PROMPTS[:1], repeats=3), disable_tqdm=True
+    )
     assert len(set(greedy)) == 1
 
 
@@ -169,8 +181,12 @@ def test_finished_rows_leave_the_batch_and_outputs_equal_transformers_generate(h
     from lm_eval.models.utils import postprocess_generated_text
     from lm_eval.models.utils_hf import stop_sequences_criteria
 
-    prompts = ["Q: What is 2 + 2?\nA:", "Write a long story about a dragon who learns to read.\n\n",
-               "The capital of France is", "List three colours, one a line:\n-"]
+    prompts = [
+        "Q: What is 2 + 2?\nA:",
+        "Write a long story about a dragon who learns to read.\n\n",
+        "The capital of France is",
+        "List three colours, one a line:\n-",
+    ]
     max_new = 40
     settings = harness_lm.generation_settings({"until": ["\n", "."], "max_gen_toks": max_new})
     until = list(settings.until)
@@ -180,15 +196,20 @@ def test_finished_rows_leave_the_batch_and_outputs_equal_transformers_generate(h
     ours = harness_lm.decoder.decode(ids, mask, None, 0, settings.logits_processors(width, None), until, max_new)
     row_steps = harness_lm.report().work.decode_row_steps - before
     # the reference: transformers' own generate on the same batch, with lm-eval's stop criteria
-    ref = harness_lm.model.generate(input_ids=ids, attention_mask=mask, max_length=width + max_new, do_sample=False,
-                                    stopping_criteria=stop_sequences_criteria(harness_lm.tokenizer, until, width,
-                                                                              len(prompts)),
-                                    pad_token_id=harness_lm.tokenizer.pad_token_id)
+    ref = harness_lm.model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_length=width + max_new,
+        do_sample=False,
+        stopping_criteria=stop_sequences_criteria(harness_lm.tokenizer, until, width, len(prompts)),
+        pad_token_id=harness_lm.tokenizer.pad_token_id,
+    )
     for row, tokens in enumerate(ours):
         theirs = ref[row, width:].tolist()
-        assert theirs[:len(tokens)] == tokens  # same tokens up to where our row stopped
-        assert postprocess_generated_text(harness_lm.tok_decode(tokens), until, None) == \
-            postprocess_generated_text(harness_lm.tok_decode(theirs), until, None)
+        assert theirs[: len(tokens)] == tokens  # same tokens up to where our row stopped
+        assert postprocess_generated_text(harness_lm.tok_decode(tokens), until, None) == postprocess_generated_text(
+            harness_lm.tok_decode(theirs), until, None
+        )
     lengths = [len(t) for t in ours]
     assert len(set(lengths)) > 1, lengths  # rows finished at different steps
     # each row ran one decoding step per token after its first, and none after it finished
@@ -228,18 +249,40 @@ def test_cli_over_task_over_defaults_and_the_settings_used_are_recorded(harness_
 
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks/gen_precedence.yaml").write_text(TASK_YAML.format(data=REPO / "tasks/demo/text.jsonl"))
-    spec = RunSpec(model="smollm2-135m", tasks=("gen_precedence",), limit=3, batch_size=4,
-                   gen_kwargs=parse_gen_kwargs("max_new_tokens=12,seed=7,frequency_penalty=0.5"),
-                   include_paths=(str(tmp_path / "tasks"),))
+    spec = RunSpec(
+        model="smollm2-135m",
+        tasks=("gen_precedence",),
+        limit=3,
+        batch_size=4,
+        gen_kwargs=parse_gen_kwargs("max_new_tokens=12,seed=7,frequency_penalty=0.5"),
+        include_paths=(str(tmp_path / "tasks"),),
+    )
     run_dir = RunStore(tmp_path / "runs").save(run_evaluation(spec, loaded=harness_lm.loaded))
     record = read_json(run_dir, "spec.json")["tasks"]["gen_precedence"]["generation"]
     assert record["settings"] == {
-        "do_sample": True, "max_gen_toks": 12, "until": ["\n\n", "<|im_end|>"], "frequency_penalty": 0.5,
-        "presence_penalty": 0.0, "temperature": 0.7, "top_k": 20, "top_p": 1.0, "min_p": None, "seed": 7}
+        "do_sample": True,
+        "max_gen_toks": 12,
+        "until": ["\n\n", "<|im_end|>"],
+        "frequency_penalty": 0.5,
+        "presence_penalty": 0.0,
+        "temperature": 0.7,
+        "top_k": 20,
+        "top_p": 1.0,
+        "min_p": None,
+        "seed": 7,
+    }
     assert record["origin"] == {
-        "do_sample": "task", "max_gen_toks": "cli", "until": "task", "frequency_penalty": "cli",
-        "presence_penalty": "default (off)", "temperature": "task", "top_k": "task",
-        "top_p": "transformers default", "min_p": "transformers default", "seed": "cli"}
+        "do_sample": "task",
+        "max_gen_toks": "cli",
+        "until": "task",
+        "frequency_penalty": "cli",
+        "presence_penalty": "default (off)",
+        "temperature": "task",
+        "top_k": "task",
+        "top_p": "transformers default",
+        "min_p": "transformers default",
+        "seed": "cli",
+    }
     samples = read_samples(run_dir)
     assert len(samples) == 3
     for s in samples:  # all k samples of a doc are kept, they differ, and each obeys the CLI's length
@@ -250,11 +293,14 @@ def test_cli_over_task_over_defaults_and_the_settings_used_are_recorded(harness_
 
 
 # ------------------------------------------------------------------ bad values
-@pytest.mark.parametrize("value, expected", [
-    ("frequency_penalty=abc", "frequency_penalty must be a number from -2 to 2"),
-    ("frequency_penalty=5", "frequency_penalty must be a number from -2 to 2"),
-    ('{"presence_penalty": -2.5}', "presence_penalty must be a number from -2 to 2"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("frequency_penalty=abc", "frequency_penalty must be a number from -2 to 2"),
+        ("frequency_penalty=5", "frequency_penalty must be a number from -2 to 2"),
+        ('{"presence_penalty": -2.5}', "presence_penalty must be a number from -2 to 2"),
+    ],
+)
 def test_bad_penalty_on_the_command_line_gets_one_line_and_exit_2(value, expected):
     out = harness_cli("run", "--tasks", "demo_arithmetic", "--gen-kwargs", value)
     assert out.returncode == 2, (out.stdout, out.stderr)

@@ -20,8 +20,21 @@ LIMIT = 4
 @pytest.fixture(scope="module")
 def ladder_run(tmp_path_factory, shared_data, smollm2_weights):
     root = tmp_path_factory.mktemp("ladder")
-    out = harness("ladder", "--task", "samsum", "--limit", str(LIMIT), "--data-dir", str(shared_data),
-                  "--output", str(root / "runs"), "--md", str(root / "ladder.md"), "--out", str(root / "ladder.html"))
+    out = harness(
+        "ladder",
+        "--task",
+        "samsum",
+        "--limit",
+        str(LIMIT),
+        "--data-dir",
+        str(shared_data),
+        "--output",
+        str(root / "runs"),
+        "--md",
+        str(root / "ladder.md"),
+        "--out",
+        str(root / "ladder.html"),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return root, out
 
@@ -72,8 +85,19 @@ def test_samsum_ladder_rows_equal_rouge_score_on_the_stored_outputs(ladder_run):
 
 def test_a_second_ladder_run_reads_every_request_from_the_cache(ladder_run, shared_data):
     root, _ = ladder_run
-    again = harness("ladder", "--task", "samsum", "--limit", str(LIMIT), "--data-dir", str(shared_data),
-                    "--output", str(root / "runs2"), "--md", str(root / "again.md"))
+    again = harness(
+        "ladder",
+        "--task",
+        "samsum",
+        "--limit",
+        str(LIMIT),
+        "--data-dir",
+        str(shared_data),
+        "--output",
+        str(root / "runs2"),
+        "--md",
+        str(root / "again.md"),
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     first, second = table((root / "ladder.md").read_text()), table((root / "again.md").read_text())
     for name in ("zero-shot", "few-shot (3)"):

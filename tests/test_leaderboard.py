@@ -13,8 +13,12 @@ from harness.store import RunStore
 
 CHROMIUM = chromium_path()
 expect = None  # playwright's, once the page fixture has imported it
-HOSTILE = ['<script>window.__pwned = "script"</script>', '<img src=x onerror="window.__pwned=\'img\'">',
-           '"><svg onload="window.__pwned=\'svg\'">', "</script><script>window.__pwned='break'</script>"]
+HOSTILE = [
+    '<script>window.__pwned = "script"</script>',
+    "<img src=x onerror=\"window.__pwned='img'\">",
+    '"><svg onload="window.__pwned=\'svg\'">',
+    "</script><script>window.__pwned='break'</script>",
+]
 
 
 def write_run(store: RunStore, run_id: str, model: str, scores: dict[str, float], shots=None, samples=()):
@@ -26,8 +30,10 @@ def write_run(store: RunStore, run_id: str, model: str, scores: dict[str, float]
         "n-samples": {t: {"effective": 100, "original": 100} for t in scores},
         "configs": {t: {} for t in scores},
         "group_subtasks": {"a_group_without_a_score": sorted(scores)},  # like demo: its tasks stay columns
-        "harness": {"model": {"name": model, "sha256": f"sha-{model}", "dtype": "float32", "device": "cpu"},
-                    "spec_sha256": f"{run_id}-spec"},
+        "harness": {
+            "model": {"name": model, "sha256": f"sha-{model}", "dtype": "float32", "device": "cpu"},
+            "spec_sha256": f"{run_id}-spec",
+        },
     }
     spec = {"spec": {"model": model, "num_fewshot": shots, "tasks": list(scores)}}
     env = {"started": f"2026-11-{run_id[-2:]}T00:00:00+00:00", "seconds": 1.0}
@@ -60,24 +66,37 @@ def test_rankings_match_pandas(tmp_path):
 
 
 def sample(i: int, output: str, correct: bool, task: str = "a") -> dict:
-    return {"task": task, "doc_id": i, "prompt": f"Question {i}: {HOSTILE[i % len(HOSTILE)]}",
-            "arguments": [[f"Question {i}", output], [f"Question {i}", "other"]],
-            "filtered_resps": [[-1.0, True], [-2.0, False]] if correct else [[-2.0, False], [-1.0, True]],
-            "target": 0, "metrics": ["acc"], "acc": 1.0 if correct else 0.0}
+    return {
+        "task": task,
+        "doc_id": i,
+        "prompt": f"Question {i}: {HOSTILE[i % len(HOSTILE)]}",
+        "arguments": [[f"Question {i}", output], [f"Question {i}", "other"]],
+        "filtered_resps": [[-1.0, True], [-2.0, False]] if correct else [[-2.0, False], [-1.0, True]],
+        "target": 0,
+        "metrics": ["acc"],
+        "acc": 1.0 if correct else 0.0,
+    }
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    playwright = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
+    )
     global expect
     expect = playwright.expect
     root = tmp_path_factory.mktemp("board")
     store = RunStore(root / "runs")
     hostile_model = '<b onmouseover="window.__pwned=1">evil</b>-model'
-    write_run(store, "run-01", "alpha", {"a": 0.3, "b": 0.8},
-              samples=[sample(i, HOSTILE[i % 4], correct=i % 3 == 0) for i in range(120)])
+    write_run(
+        store,
+        "run-01",
+        "alpha",
+        {"a": 0.3, "b": 0.8},
+        samples=[sample(i, HOSTILE[i % 4], correct=i % 3 == 0) for i in range(120)],
+    )
     write_run(store, "run-02", "beta", {"a": 0.6, "b": 0.5})
     write_run(store, "run-03", hostile_model, {"a": 0.45, 'x"><img src=y onerror=window.__pwned=2>': 0.5})
     out = harness("leaderboard", "--runs", str(root / "runs"), "--out", str(root / "board.html"))
@@ -91,7 +110,9 @@ def page(tmp_path_factory):
 
 
 def column(tab, index: int) -> list[str]:
-    return tab.eval_on_selector_all(f"#leaderboard tbody tr > :nth-child({index})", "cells => cells.map(c => c.dataset.v)")
+    return tab.eval_on_selector_all(
+        f"#leaderboard tbody tr > :nth-child({index})", "cells => cells.map(c => c.dataset.v)"
+    )
 
 
 def test_the_table_sorts_by_any_column(page):

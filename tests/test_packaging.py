@@ -24,9 +24,11 @@ def test_packaged_tasks_are_found_wherever_harness_is_installed():
 
 def test_import_harness_and_help_stay_light():
     # `import harness` and `harness --help` load no model or evaluation library: the API's names load on use
-    code = ("import sys, harness; from harness.cli import cli; cli.main(['--help'], standalone_mode=False); "
-            "heavy = ('torch', 'transformers', 'lm_eval', 'datasets', 'pandas'); "
-            "print(sorted(m for m in heavy if m in sys.modules))")
+    code = (
+        "import sys, harness; from harness.cli import cli; cli.main(['--help'], standalone_mode=False); "
+        "heavy = ('torch', 'transformers', 'lm_eval', 'datasets', 'pandas'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path.home(), timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Usage:" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"

@@ -42,8 +42,9 @@ def test_a_short_cluster_is_packed_into_one_row_as_a_prefix_tree():
     (seq,) = packed.seqs  # the preamble once, then each question's branch
     assert seq == PREAMBLE + sum((q + a[:1] for q, a in zip(QUESTIONS, ANSWERS)), ())
     # per node: first column, end column, first position, ancestors' column spans
-    assert packed.layouts == [[(0, 70, 0, []), (70, 74, 70, [(0, 70)]), (74, 78, 70, [(0, 70)]),
-                               (78, 82, 70, [(0, 70)])]]
+    assert packed.layouts == [
+        [(0, 70, 0, []), (70, 74, 70, [(0, 70)]), (74, 78, 70, [(0, 70)]), (78, 82, 70, [(0, 70)])]
+    ]
     assert packed.wanted == [[(72, 11), (73, 12), (76, 13), (77, 14), (80, 15), (81, 16)]]
     assert packed.pairs_of == {0: (0, 2), 1: (2, 4), 2: (4, 6)}
 
@@ -55,4 +56,7 @@ def test_identical_inputs_and_prefixes_of_others_ride_on_one_host():
     packed = group.plan.pack(group.rows)
     assert packed.seqs == [PREAMBLE + QUESTIONS[0] + ANSWERS[0][:1]]
     assert [packed.wanted[0][slice(*packed.pairs_of[i])] for i in range(3)] == [
-        [(72, 11), (73, 12)], [(72, 11), (73, 12)], [(72, 11)]]
+        [(72, 11), (73, 12)],
+        [(72, 11), (73, 12)],
+        [(72, 11)],
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sacrebleu
+from helpers import squad_official
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,11 +15,33 @@ from harness.scorers.calibration import expected_calibration_error
 from harness.scorers.rouge import score_rouge
 from harness.scorers.squad import squad_exact_match, squad_f1
 from harness.tasks import check_yaml_syntax
-from helpers import squad_official
 
 # answer-like text: words, articles, punctuation, case, odd whitespace and some non-ASCII
-WORDS = st.sampled_from(["the", "a", "an", "The", "cat", "Cat", "sat", "on", "mat", "1,000", "U.S.", "don't",
-                         "naïve", "café", "—", "(x)", "42", "mat.", "an-other", "\t", "  "])
+WORDS = st.sampled_from(
+    [
+        "the",
+        "a",
+        "an",
+        "The",
+        "cat",
+        "Cat",
+        "sat",
+        "on",
+        "mat",
+        "1,000",
+        "U.S.",
+        "don't",
+        "naïve",
+        "café",
+        "—",
+        "(x)",
+        "42",
+        "mat.",
+        "an-other",
+        "\t",
+        "  ",
+    ]
+)
 TEXT = st.lists(WORDS, max_size=12).map(" ".join) | st.text(max_size=40)
 
 OFFICIAL = squad_official()
@@ -46,8 +69,13 @@ SENTENCES = st.lists(st.lists(WORDS, min_size=1, max_size=10).map(" ".join), min
 
 
 @settings(max_examples=40, deadline=None)
-@given(pairs=st.lists(st.tuples(st.lists(WORDS, max_size=10).map(" ".join),
-                                st.lists(WORDS, min_size=1, max_size=10).map(" ".join)), min_size=1, max_size=6))
+@given(
+    pairs=st.lists(
+        st.tuples(st.lists(WORDS, max_size=10).map(" ".join), st.lists(WORDS, min_size=1, max_size=10).map(" ".join)),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_corpus_bleu_from_segment_statistics_equals_sacrebleu(pairs):
     # the bootstrap resamples segment statistics: their sum must give sacrebleu's corpus score
     predictions, references = [p for p, _ in pairs], [r for _, r in pairs]
@@ -70,10 +98,36 @@ def test_ece_is_bounded_and_order_free(rows, rnd):
     assert expected_calibration_error([1.0] * len(rows), [1.0] * len(rows)) == 0.0
 
 
-YAMLISH = st.lists(st.sampled_from(["task: t", "dataset_path: x", "  - a", "- b", "key: [1, 2", "key: {a: 1}",
-                                    "!function utils.f", "x: !function utils.f", "'unclosed", "\t- tab",
-                                    "a: b: c", "---", "...", ": :", "include: other.yaml", "%YAML 1.1", "&a x",
-                                    "*a", "? k", "|", ">-", "# comment", ""]), max_size=8).map("\n".join)
+YAMLISH = st.lists(
+    st.sampled_from(
+        [
+            "task: t",
+            "dataset_path: x",
+            "  - a",
+            "- b",
+            "key: [1, 2",
+            "key: {a: 1}",
+            "!function utils.f",
+            "x: !function utils.f",
+            "'unclosed",
+            "\t- tab",
+            "a: b: c",
+            "---",
+            "...",
+            ": :",
+            "include: other.yaml",
+            "%YAML 1.1",
+            "&a x",
+            "*a",
+            "? k",
+            "|",
+            ">-",
+            "# comment",
+            "",
+        ]
+    ),
+    max_size=8,
+).map("\n".join)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -102,8 +156,10 @@ def strings_in(obj):
             yield from strings_in(v)
 
 
-@given(secret=st.text(min_size=MIN_SECRET_LENGTH, max_size=20).filter(lambda s: s.strip()),
-       around=st.lists(st.text(max_size=10), min_size=1, max_size=4))
+@given(
+    secret=st.text(min_size=MIN_SECRET_LENGTH, max_size=20).filter(lambda s: s.strip()),
+    around=st.lists(st.text(max_size=10), min_size=1, max_size=4),
+)
 def test_redaction_leaves_no_secret_behind(secret, around):
     secrets = secret_values({"HF_TOKEN": secret, "TOKENIZERS_PARALLELISM": "false", "HOME": "/root"})
     assert secrets == [secret]
@@ -116,6 +172,12 @@ def test_redaction_leaves_no_secret_behind(secret, around):
 
 
 def test_ordinary_variables_are_no_secrets():
-    env = {"TOKENIZERS_PARALLELISM": "false", "PWD": "/home/user/project", "KEYBOARD": "us-international",
-           "OPENAI_API_KEY": "sk-abcdef123456", "HF_TOKEN": "hf_abcdefghij", "MY_SECRET": "s3cr3t-value"}
+    env = {
+        "TOKENIZERS_PARALLELISM": "false",
+        "PWD": "/home/user/project",
+        "KEYBOARD": "us-international",
+        "OPENAI_API_KEY": "sk-abcdef123456",
+        "HF_TOKEN": "hf_abcdefghij",
+        "MY_SECRET": "s3cr3t-value",
+    }
     assert set(secret_values(env)) == {"sk-abcdef123456", "hf_abcdefghij", "s3cr3t-value"}

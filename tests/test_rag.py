@@ -46,9 +46,12 @@ def paragraphs(squad_data):
 def questions(squad_data):
     """Every dev question with the id of its own paragraph, straight from the official JSON."""
     articles = json.loads((squad_data / "squad" / "dev-v1.1.json").read_text(encoding="utf-8"))["data"]
-    return [{"id": qa["id"], "question": qa["question"], "gold": f"{a}-{p}"}
-            for a, article in enumerate(articles) for p, paragraph in enumerate(article["paragraphs"])
-            for qa in paragraph["qas"]]
+    return [
+        {"id": qa["id"], "question": qa["question"], "gold": f"{a}-{p}"}
+        for a, article in enumerate(articles)
+        for p, paragraph in enumerate(article["paragraphs"])
+        for qa in paragraph["qas"]
+    ]
 
 
 def test_squad_dev_paragraphs_is_the_2067_unique_paragraphs(paragraphs, squad_data):
@@ -88,8 +91,9 @@ def test_bm25_scores_and_ranking_equal_okapi_bm25_by_definition(paragraphs, ques
         assert [s for _, s, _ in row] == pytest.approx(expected[order].tolist(), rel=1e-5), question
         got_ids = [pid for pid, _, _ in row]
         # same ranking; equal reference scores may come in either order
-        assert [round(expected[[p["id"] for p in passages].index(pid)], 4) for pid in got_ids] == \
-            [round(x, 4) for x in expected[order]]
+        assert [round(expected[[p["id"] for p in passages].index(pid)], 4) for pid in got_ids] == [
+            round(x, 4) for x in expected[order]
+        ]
         assert got_ids[0] == passages[order[0]]["id"] or expected[order[0]] == expected[order[1]]
     assert index.spec["options"] == retrieval.BM25_OPTIONS and index.spec["collection_sha256"]
 
@@ -114,8 +118,9 @@ def test_dense_scores_are_cosine_similarities_of_minilm(paragraphs, questions, t
     assert spec["passages"] == 60 and spec["build_seconds"] > 0 and spec["libraries"]["faiss-cpu"]
 
 
-def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag_cache, questions, monkeypatch,
-                                                                  tmp_path):
+def test_bm25_recall_on_all_squad_dev_questions_through_the_task(
+    squad_data, rag_cache, questions, monkeypatch, tmp_path
+):
     """The task's retrieved ids, gold flags and recall@3 / MRR@3 against an independent recount."""
     from harness.tasks import build_task_manager, packaged_tasks_dir
 
@@ -153,7 +158,8 @@ def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag
     (tmp_path / "first.yaml").write_text(
         f"include: {packaged_tasks_dir() / 'squad' / 'squad_rag_bm25.yaml'}\ntask: squad_rag_bm25_first\nmetadata:\n  version: 1.0\n  harness_rag:\n"
         "    collection: squad_dev_paragraphs\n    retriever: bm25\n    k: 3\n    passage_template: '{{title}}: {{text}}'\n"
-        "    order: best_first\n    gold: '{{context}}'\n")
+        "    order: best_first\n    gold: '{{context}}'\n"
+    )
     tm = build_task_manager((str(tmp_path),), squad_data, hooks=task_hooks())
     first = tm.load(["squad_rag_bm25_first"])["tasks"]["squad_rag_bm25_first"].eval_docs.select(range(50))
     for mine, theirs in zip(first, docs.select(range(50))):
@@ -162,10 +168,22 @@ def test_bm25_recall_on_all_squad_dev_questions_through_the_task(squad_data, rag
 
 
 @pytest.mark.model
-def test_harness_run_records_passages_and_retrieval_metrics(squad_data, rag_cache, smollm2_weights, tmp_path,
-                                                           monkeypatch):
-    out = harness("run", "--model", "smollm2-135m", "--tasks", "squad_rag_bm25", "--limit", "5",
-                  "--data-dir", str(squad_data), "--output", str(tmp_path / "runs"))
+def test_harness_run_records_passages_and_retrieval_metrics(
+    squad_data, rag_cache, smollm2_weights, tmp_path, monkeypatch
+):
+    out = harness(
+        "run",
+        "--model",
+        "smollm2-135m",
+        "--tasks",
+        "squad_rag_bm25",
+        "--limit",
+        "5",
+        "--data-dir",
+        str(squad_data),
+        "--output",
+        str(tmp_path / "runs"),
+    )
     assert out.returncode == 0, out.stderr
     (run_dir,) = RunStore(tmp_path / "runs").runs()  # the folder also holds the store's index.sqlite
     results = json.loads((run_dir / "results.json").read_text())
@@ -193,8 +211,12 @@ def test_harness_run_records_passages_and_retrieval_metrics(squad_data, rag_cach
 
 def test_index_cache_key_follows_the_collection(rag_cache, tmp_path):
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("\n".join(json.dumps({"id": str(i), "text": t}) for i, t in
-                              enumerate(["red apples and pears", "blue sky over the sea", "green grass"])))
+    docs.write_text(
+        "\n".join(
+            json.dumps({"id": str(i), "text": t})
+            for i, t in enumerate(["red apples and pears", "blue sky over the sea", "green grass"])
+        )
+    )
     first = retrieval.cached_index(str(docs), "bm25")
     assert retrieval.cached_index(str(docs), "bm25").folder == first.folder
     docs.write_text(docs.read_text() + "\n" + json.dumps({"id": "3", "text": "yellow sun"}))
@@ -218,8 +240,12 @@ def test_txt_folder_collection_and_chunking(tmp_path):
 
 def test_index_commands_and_one_line_errors(squad_data, tmp_path):
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("\n".join(json.dumps({"id": f"d{i}", "title": "t", "text": t}) for i, t in
-                              enumerate(["the cat sat on the mat", "dogs chase cats", "stock markets fell"])))
+    docs.write_text(
+        "\n".join(
+            json.dumps({"id": f"d{i}", "title": "t", "text": t})
+            for i, t in enumerate(["the cat sat on the mat", "dogs chase cats", "stock markets fell"])
+        )
+    )
     out = harness("index", "build", "--docs", str(docs), "--out", str(tmp_path / "idx"), "--retriever", "bm25")
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "idx" / "spec.json").read_text())["passages"] == 3
@@ -234,22 +260,62 @@ def test_index_commands_and_one_line_errors(squad_data, tmp_path):
         (bad_yaml / f"{name}.yaml").write_text(
             f"include: {bundled}\ntask: {name}\nmetadata:\n  version: 1.0\n  harness_rag:\n"
             f"    collection: {collection}\n    retriever: {retriever}\n    k: 3\n"
-            "    passage_template: '{{title}}: {{text}}'\n    gold: '{{context}}'\n")
+            "    passage_template: '{{title}}: {{text}}'\n    gold: '{{context}}'\n"
+        )
 
     rag_task("rag_missing", str(tmp_path / "absent.jsonl"), "bm25")
     rag_task("rag_unknown", "squad_dev_paragraphs", "tfidf")
     cases = [
-        (("index", "build", "--docs", str(tmp_path / "absent.jsonl"), "--out", str(tmp_path / "x"),
-          "--retriever", "bm25"), "absent.jsonl"),
-        (("index", "build", "--docs", str(docs), "--out", str(tmp_path / "y"), "--retriever", "tfidf"),
-         "unknown retriever 'tfidf'"),
-        (("index", "build", "--docs", "squad_dev_paragraphs", "--out", str(tmp_path / "z"), "--retriever", "bm25"),
-         "--data-dir"),
+        (
+            (
+                "index",
+                "build",
+                "--docs",
+                str(tmp_path / "absent.jsonl"),
+                "--out",
+                str(tmp_path / "x"),
+                "--retriever",
+                "bm25",
+            ),
+            "absent.jsonl",
+        ),
+        (
+            ("index", "build", "--docs", str(docs), "--out", str(tmp_path / "y"), "--retriever", "tfidf"),
+            "unknown retriever 'tfidf'",
+        ),
+        (
+            ("index", "build", "--docs", "squad_dev_paragraphs", "--out", str(tmp_path / "z"), "--retriever", "bm25"),
+            "--data-dir",
+        ),
         (("index", "search", str(tmp_path), "q"), "not a harness index"),
-        (("run", "--tasks", "rag_missing", "--include-path", str(bad_yaml), "--data-dir", str(squad_data),
-          "--limit", "1"), "absent.jsonl"),
-        (("run", "--tasks", "rag_unknown", "--include-path", str(bad_yaml), "--data-dir", str(squad_data),
-          "--limit", "1"), "unknown retriever 'tfidf'"),
+        (
+            (
+                "run",
+                "--tasks",
+                "rag_missing",
+                "--include-path",
+                str(bad_yaml),
+                "--data-dir",
+                str(squad_data),
+                "--limit",
+                "1",
+            ),
+            "absent.jsonl",
+        ),
+        (
+            (
+                "run",
+                "--tasks",
+                "rag_unknown",
+                "--include-path",
+                str(bad_yaml),
+                "--data-dir",
+                str(squad_data),
+                "--limit",
+                "1",
+            ),
+            "unknown retriever 'tfidf'",
+        ),
     ]
     for args, words in cases:
         out = harness(*args, env={"HARNESS_DATA_DIR": ""})

@@ -47,7 +47,9 @@ def test_results_are_written_as_they_arrive_and_the_in_flight_count_follows(tmp_
     assert seen == [(1, 4), (2, 3), (3, 2), (4, 1), (5, 0)]
     # a second pass reads everything back (JSON: decode restores what JSON cannot hold)
     again = RequestCache(path, namespace={"model": "served"})
-    assert again.through("generate_until", keys, lambda todo, sink: [], decode=str.upper) == [r.upper() for r in results]
+    assert again.through("generate_until", keys, lambda todo, sink: [], decode=str.upper) == [
+        r.upper() for r in results
+    ]
     assert again.claim_interrupted() == 0
 
 

@@ -26,8 +26,14 @@ ARGS = ["run", "--tasks", "demo_capitals,demo_arithmetic,demo_text", "--limit", 
 def harness_run(out: Path, cache: Path) -> subprocess.Popen:
     # one thread count for every run: CPU matrix products round differently with another
     env = {**os.environ, "HARNESS_REQUEST_CACHE": str(cache), "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    return subprocess.Popen([sys.executable, "-m", "harness", *ARGS, "--output", str(out)], env=env, cwd=Path.home(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness", *ARGS, "--output", str(out)],
+        env=env,
+        cwd=Path.home(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen) -> str:
@@ -121,7 +127,9 @@ def test_sampled_repeats_resume_from_the_cache_with_their_own_seeds(harness_lm, 
     from harness.models.hf import HarnessLM
     from harness.request_cache import RequestCache
 
-    reqs = requests({"until": ["\n\n"], "max_gen_toks": 16, "do_sample": True, "temperature": 0.7}, PROMPTS[:2], repeats=4)
+    reqs = requests(
+        {"until": ["\n\n"], "max_gen_toks": 16, "do_sample": True, "temperature": 0.7}, PROMPTS[:2], repeats=4
+    )
     whole = HarnessLM(loaded=harness_lm.loaded, batch_size=4).generate_until(reqs, disable_tqdm=True)
     assert len(set(whole[:4])) > 1  # the repeats are different samples
     killed = HarnessLM(loaded=harness_lm.loaded, batch_size=4)

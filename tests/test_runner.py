@@ -55,24 +55,32 @@ def test_multi_token_choices_match_lm_eval(harness_lm, reference_lm):
 
 def test_empty_context_and_prefix_requests_match_lm_eval(harness_lm, reference_lm):
     # empty context (prefix token rule), one input a prefix of another, trailing-space contexts
-    args = [("", "The river rose slowly."), ("The river", " rose"), ("The river rose", " slowly"),
-            ("The river ", "rose slowly through the night"), ("Answer:", " A"), ("Answer:", " B")]
+    args = [
+        ("", "The river rose slowly."),
+        ("The river", " rose"),
+        ("The river rose", " slowly"),
+        ("The river ", "rose slowly through the night"),
+        ("Answer:", " A"),
+        ("Answer:", " B"),
+    ]
     requests = [Instance("loglikelihood", {}, a, i, ("adhoc", i, 1)) for i, a in enumerate(args)]
     assert_same_loglikelihoods(harness_lm.loglikelihood(requests), reference_lm.loglikelihood(requests))
 
 
 def test_rolling_loglikelihood_matches_lm_eval_across_windows(harness_lm, reference_lm, smollm2_weights):
     requests = task_instances("demo_text")
-    assert math.isclose(sum(harness_lm.loglikelihood_rolling(requests)),
-                        sum(reference_lm.loglikelihood_rolling(requests)), rel_tol=1e-5)
+    assert math.isclose(
+        sum(harness_lm.loglikelihood_rolling(requests)), sum(reference_lm.loglikelihood_rolling(requests)), rel_tol=1e-5
+    )
     # a short window forces several disjoint rolling windows per document
     from lm_eval.models.huggingface import HFLM
 
     from harness.models.hf import HarnessLM
 
     ours = HarnessLM(loaded=harness_lm.loaded, batch_size=3, max_length=16)
-    ref = HFLM(pretrained=reference_lm.model, tokenizer=reference_lm.tokenizer, device="cpu",
-               batch_size=3, max_length=16)
+    ref = HFLM(
+        pretrained=reference_lm.model, tokenizer=reference_lm.tokenizer, device="cpu", batch_size=3, max_length=16
+    )
     for a, b in zip(ours.loglikelihood_rolling(requests), ref.loglikelihood_rolling(requests)):
         assert math.isclose(a, b, rel_tol=1e-4)
 
@@ -105,32 +113,47 @@ def test_short_rows_fill_a_batch_by_tokens_and_keep_lm_evals_numbers(harness_lm,
 
     shapes: list[tuple[int, int]] = []  # per scoring pass: rows, widest row
     requests = task_instances("demo_capitals", limit=15)  # rows of a few tokens each
-    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=2, pack_max_tokens=0,
-                     on_scoring_pass=lambda p: shapes.append((len(p.seqs), max(map(len, p.seqs)))))
+    ours = HarnessLM(
+        loaded=harness_lm.loaded,
+        batch_size=2,
+        pack_max_tokens=0,
+        on_scoring_pass=lambda p: shapes.append((len(p.seqs), max(map(len, p.seqs)))),
+    )
     assert_same_loglikelihoods(ours.loglikelihood(requests), reference_lm.loglikelihood(requests))
     assert max(rows for rows, _ in shapes) > 2  # more rows than batch_size where they are short
     assert all(rows <= 2 or rows * width <= 2 * TOKENS_PER_BATCH_ROW for rows, width in shapes)
 
 
 @pytest.mark.parametrize("pack_max_tokens", [0, 96, 4096], ids=["cached-prefixes", "cache-then-pack", "all-packed"])
-def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, reference_lm, pack_max_tokens,
-                                                                monkeypatch):
+def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, reference_lm, pack_max_tokens, monkeypatch):
     # three questions after one long preamble, four multi-token choices each: the preamble is
     # computed once, each question's context once, and only the choices per choice; shared
     # prefixes get a cached pass (KV cache reused) or are packed into one row (trunk, then each
     # branch under a custom mask) or, nested, the preamble is cached and each question packed
     preamble = " ".join(r.args[0] for r in task_instances("demo_text")[:2])
-    questions = ["Which word best describes the river?", "What did the farmers move?", "Where is the old barn that the farmers built?"]
-    choices = [" It rose slowly overnight", " The animals went up the hill", " Behind the village, on a hill",
-               " Nobody could remember"]
-    requests = [Instance("loglikelihood", {}, (f"{preamble}\n\nQuestion: {q}\nAnswer:", c), i, ("adhoc", i, 1))
-                for i, (q, c) in enumerate((q, c) for q in questions for c in choices)]
+    questions = [
+        "Which word best describes the river?",
+        "What did the farmers move?",
+        "Where is the old barn that the farmers built?",
+    ]
+    choices = [
+        " It rose slowly overnight",
+        " The animals went up the hill",
+        " Behind the village, on a hill",
+        " Nobody could remember",
+    ]
+    requests = [
+        Instance("loglikelihood", {}, (f"{preamble}\n\nQuestion: {q}\nAnswer:", c), i, ("adhoc", i, 1))
+        for i, (q, c) in enumerate((q, c) for q in questions for c in choices)
+    ]
     from harness.models.hf import HarnessLM
     from harness.models.prefix_plan import MIN_PREFIX_STEP
 
     passes = []  # every scoring pass
 
-    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=8, pack_max_tokens=pack_max_tokens, on_scoring_pass=passes.append)
+    ours = HarnessLM(
+        loaded=harness_lm.loaded, batch_size=8, pack_max_tokens=pack_max_tokens, on_scoring_pass=passes.append
+    )
     preamble_len = len(ours.tok_encode(preamble))
     assert 96 < preamble_len < 4096 - 200  # so the three settings take the three layouts
     # rows after the cached preamble attend it held once (cascade attention), plain or packed rows
@@ -162,8 +185,9 @@ def test_shared_prefixes_are_computed_once_and_change_no_number(harness_lm, refe
         assert len(passes) == 1
 
 
-def test_short_question_trees_share_rows_with_little_padding_and_keep_lm_evals_numbers(harness_lm, reference_lm,
-                                                                                       shared_data):
+def test_short_question_trees_share_rows_with_little_padding_and_keep_lm_evals_numbers(
+    harness_lm, reference_lm, shared_data
+):
     # mmlu continuation: each question is a prefix tree (the question once, then its four answers);
     # trees are laid into rows, several to a short row, each seeing the cached preamble and itself only
     from harness.models.batching import MAX_PAD_FRACTION
@@ -196,7 +220,9 @@ def test_slices_of_long_rows_stop_where_padding_would_pass_a_few_percent(harness
 
     passes: list[list[int]] = []  # per pass: its row widths
     requests = task_instances("mmlu_high_school_us_history_continuation", shared_data, limit=10)
-    ours = HarnessLM(loaded=harness_lm.loaded, batch_size=2, on_scoring_pass=lambda p: passes.append([len(s) for s in p.seqs]))
+    ours = HarnessLM(
+        loaded=harness_lm.loaded, batch_size=2, on_scoring_pass=lambda p: passes.append([len(s) for s in p.seqs])
+    )
     scores = ours.loglikelihood(requests)
     full = [w for w in passes if (len(w) - 1) * max(w) >= 2 * TOKENS_PER_BATCH_ROW]  # full before its last row
     assert full
@@ -233,8 +259,13 @@ def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_
     reference = HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests)
 
     def runner(budget: int, sizes: list[int]):
-        return HarnessLM(loaded=harness_lm.loaded, batch_size="auto", pack_max_tokens=0,  # a row per request
-                         memory_budget=lambda: budget, on_scoring_pass=lambda p: sizes.append(len(p.seqs)))
+        return HarnessLM(
+            loaded=harness_lm.loaded,
+            batch_size="auto",
+            pack_max_tokens=0,  # a row per request
+            memory_budget=lambda: budget,
+            on_scoring_pass=lambda p: sizes.append(len(p.seqs)),
+        )
 
     tight_sizes: list[int] = []
     ample_sizes: list[int] = []
@@ -256,10 +287,15 @@ def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
 
     requests = task_instances("demo_capitals", limit=10)
-    tight = HarnessLM(loaded=harness_lm.loaded, batch_size=16, pack_max_tokens=0,  # a row per request
-                      on_scoring_pass=tight_device)
-    assert_same_loglikelihoods(tight.loglikelihood(requests),
-                               HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests))
+    tight = HarnessLM(
+        loaded=harness_lm.loaded,
+        batch_size=16,
+        pack_max_tokens=0,  # a row per request
+        on_scoring_pass=tight_device,
+    )
+    assert_same_loglikelihoods(
+        tight.loglikelihood(requests), HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests)
+    )
     assert 1 <= tight.batcher.batch_size <= 2  # halved until a slice fits (a 3-item tail halves to 1)
 
 

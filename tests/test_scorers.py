@@ -19,6 +19,7 @@ import pytest
 import sacrebleu
 import scipy.stats
 import sklearn.metrics
+from helpers import perturb, read_jsonl, squad_official
 from lm_eval.api.registry import aggregation_registry, get_metric, get_metric_aggregation, metric_registry
 from rouge_score import rouge_scorer
 
@@ -29,10 +30,19 @@ from harness.scorers.calibration import choice_confidence, ece_from_sums, ece_ro
 from harness.scorers.classification import confusion_rows, f1_from_counts, f1_rows, mcc_from_confusion
 from harness.scorers.correlation import pearson_from_sums, pearson_rows, spearman_resampled
 from harness.scorers.statistics import estimate_score
-from helpers import perturb, read_jsonl, squad_official
 
-OUR_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "corpus_bleu", "corpus_chrf", "squad_exact_match",
-               "squad_f1", "pearson", "spearman")
+OUR_METRICS = (
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "rougeLsum",
+    "corpus_bleu",
+    "corpus_chrf",
+    "squad_exact_match",
+    "squad_f1",
+    "pearson",
+    "spearman",
+)
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 SEED = 1234
 FIXTURE_TASKS = Path(__file__).parent / "fixtures" / "scorer_tasks"
@@ -67,8 +77,12 @@ def test_our_metric_names_are_registered_with_lm_eval_and_do_not_shadow_its_own(
     lm_eval_root = Path(lm_eval.__file__).parent
     registered = set()
     for path in lm_eval_root.rglob("*.py"):
-        registered |= set(re.findall(r"register_(?:metric|aggregation)\(\s*(?:metric=)?[\"']([^\"']+)[\"']",
-                                     path.read_text(encoding="utf-8", errors="ignore")))
+        registered |= set(
+            re.findall(
+                r"register_(?:metric|aggregation)\(\s*(?:metric=)?[\"']([^\"']+)[\"']",
+                path.read_text(encoding="utf-8", errors="ignore"),
+            )
+        )
     assert registered and not registered & set(OUR_METRICS)
     assert len(metric_registry) > len(OUR_METRICS)
 
@@ -140,9 +154,15 @@ def test_squad_em_and_f1_equal_the_official_v11_script_on_the_dev_set(shared_dat
         g = golds[rng.randrange(len(golds))]
         words = g.split()
         candidates = [
-            g, "The " + g + ".", g.upper(), f"  {g}\n", other, "",
+            g,
+            "The " + g + ".",
+            g.upper(),
+            f"  {g}\n",
+            other,
+            "",
             " ".join(words[:-1]) if len(words) > 1 else g + " " + other,
-            "an " + g + " in " + other.lower(), g.replace(" ", ", "),
+            "an " + g + " in " + other.lower(),
+            g.replace(" ", ", "),
         ]
         for pred in candidates:
             want_em = official.metric_max_over_ground_truths(official.exact_match_score, pred, golds)
@@ -175,15 +195,18 @@ def test_mcc_and_f1_equal_sklearn_on_cola_labels(shared_data):
         preds = noisy_predictions(golds, flip, seed=4)
         rows, k = confusion_rows(golds, preds)
         assert mcc_from_confusion(rows.sum(axis=0), k)[0] == pytest.approx(
-            sklearn.metrics.matthews_corrcoef(golds, preds), abs=1e-12)
+            sklearn.metrics.matthews_corrcoef(golds, preds), abs=1e-12
+        )
         assert f1_from_counts(f1_rows(golds, preds).sum(axis=0))[0] == pytest.approx(
-            sklearn.metrics.f1_score(golds, preds), abs=1e-12)
+            sklearn.metrics.f1_score(golds, preds), abs=1e-12
+        )
     # three classes, and the degenerate all-one-class prediction (sklearn: 0)
     g3 = [g + (i % 3 == 0) for i, g in enumerate(golds)]
     p3 = noisy_predictions(g3, 0.4, seed=5, classes=(0, 1, 2))
     rows, k = confusion_rows(g3, p3)
-    assert mcc_from_confusion(rows.sum(axis=0), k)[0] == pytest.approx(sklearn.metrics.matthews_corrcoef(g3, p3),
-                                                                      abs=1e-12)
+    assert mcc_from_confusion(rows.sum(axis=0), k)[0] == pytest.approx(
+        sklearn.metrics.matthews_corrcoef(g3, p3), abs=1e-12
+    )
     ones = [1] * len(golds)
     rows, k = confusion_rows(golds, ones)
     assert mcc_from_confusion(rows.sum(axis=0), k)[0] == sklearn.metrics.matthews_corrcoef(golds, ones) == 0.0
@@ -204,10 +227,12 @@ def test_pearson_and_spearman_equal_scipy_on_stsb_scores(shared_data):
     assert get_metric_aggregation("spearman")(items) == scipy.stats.spearmanr(preds, golds).statistic
     # the forms the bootstrap uses agree with scipy at full sample
     assert pearson_from_sums(pearson_rows(preds, golds).sum(axis=0))[0] == pytest.approx(
-        scipy.stats.pearsonr(preds, golds).statistic, abs=1e-12)
+        scipy.stats.pearsonr(preds, golds).statistic, abs=1e-12
+    )
     identity = np.arange(len(golds))[None, :]
-    assert spearman_resampled(preds, golds, identity)[0] == pytest.approx(scipy.stats.spearmanr(preds, golds).statistic,
-                                                                          abs=1e-12)
+    assert spearman_resampled(preds, golds, identity)[0] == pytest.approx(
+        scipy.stats.spearmanr(preds, golds).statistic, abs=1e-12
+    )
     # a resample is ranked on its own: equal to scipy on the resampled values
     idx = np.random.default_rng(7).integers(0, len(golds), size=(3, len(golds)))
     for row, rho in zip(idx, spearman_resampled(preds, golds, idx)):
@@ -254,15 +279,18 @@ def test_bootstrap_stderr_agrees_with_lm_eval_and_is_seeded(shared_data, samsum_
     words = ppl_rng.integers(50, 400, 200)
     ppl_items = [(float(-w * ppl_rng.uniform(2.5, 4.5)), int(w)) for w in words]
     theirs = lm_metrics.bootstrap_stderr(lm_metrics.weighted_perplexity, ppl_items, iters=1000)
-    ours, _, _ = estimate_score("word_perplexity", lm_metrics.weighted_perplexity, ppl_items, {}, seed=SEED,
-                                resamples=4000)
+    ours, _, _ = estimate_score(
+        "word_perplexity", lm_metrics.weighted_perplexity, ppl_items, {}, seed=SEED, resamples=4000
+    )
     assert ours.stderr == pytest.approx(theirs, rel=0.12)
 
     # seeded: the same seed gives the same numbers, another seed others
-    again, _, _ = estimate_score("word_perplexity", lm_metrics.weighted_perplexity, ppl_items, {}, seed=SEED,
-                                 resamples=4000)
-    other, _, _ = estimate_score("word_perplexity", lm_metrics.weighted_perplexity, ppl_items, {}, seed=SEED + 1,
-                                 resamples=4000)
+    again, _, _ = estimate_score(
+        "word_perplexity", lm_metrics.weighted_perplexity, ppl_items, {}, seed=SEED, resamples=4000
+    )
+    other, _, _ = estimate_score(
+        "word_perplexity", lm_metrics.weighted_perplexity, ppl_items, {}, seed=SEED + 1, resamples=4000
+    )
     assert again == ours and other.stderr != ours.stderr
 
 
@@ -274,8 +302,9 @@ def test_vectorised_bootstrap_equals_the_same_resamples_scored_one_by_one():
     rows, k = confusion_rows(golds, preds)
     fast = bootstrap_statistic(rows, lambda s: mcc_from_confusion(s, k), 500, SEED)
     g, p = np.asarray(golds), np.asarray(preds)
-    slow = bootstrap_resampled(len(golds), lambda idx: np.array(
-        [sklearn.metrics.matthews_corrcoef(g[row], p[row]) for row in idx]), 500, SEED)
+    slow = bootstrap_resampled(
+        len(golds), lambda idx: np.array([sklearn.metrics.matthews_corrcoef(g[row], p[row]) for row in idx]), 500, SEED
+    )
     assert fast.stderr == pytest.approx(slow.stderr, rel=1e-9) and fast.ci95 == pytest.approx(slow.ci95, rel=1e-9)
 
 
@@ -285,8 +314,14 @@ def test_bleu_bootstrap_equals_sacrebleu_rescoring_each_resample(samsum_refs):
     preds = [perturb(r, rng) for r in refs]
     items = [[r, p] for r, p in zip(refs, preds)]
     fast, _, _ = estimate_score("corpus_bleu", registry.corpus_bleu_aggregation, items, {}, seed=SEED, resamples=100)
-    slow = bootstrap_resampled(len(items), lambda idx: np.array(
-        [sacrebleu.corpus_bleu([preds[i] for i in row], [[refs[i] for i in row]]).score for row in idx]), 100, SEED)
+    slow = bootstrap_resampled(
+        len(items),
+        lambda idx: np.array(
+            [sacrebleu.corpus_bleu([preds[i] for i in row], [[refs[i] for i in row]]).score for row in idx]
+        ),
+        100,
+        SEED,
+    )
     assert fast.stderr == pytest.approx(slow.stderr, rel=1e-9) and fast.ci95 == pytest.approx(slow.ci95, rel=1e-9)
 
 
@@ -313,7 +348,7 @@ def test_ece_equals_the_definition():
     rng = np.random.default_rng(13)
     for _ in range(20):
         c = rng.uniform(0.25, 1.0, 200)
-        y = (rng.random(200) < c ** 1.5).astype(float)
+        y = (rng.random(200) < c**1.5).astype(float)
         assert expected_calibration_error(c, y) == pytest.approx(ece_by_definition(list(c), list(y)), abs=1e-12)
     # confidence of a multiple-choice doc: the softmax probability of its most likely choice
     lls = [-4.2, -1.3, -2.8, -7.0]
@@ -333,8 +368,16 @@ def scored_run(tmp_path_factory, shared_data, smollm2_weights):
     from harness.store import RunStore, read_json, read_samples
 
     # demo (acc, exact_match, perplexities), our generation metrics on short prompts, CoLA (mcc), STS-B (correlations)
-    spec = RunSpec(model="smollm2-135m", tasks=("demo", "scorers_capitals_gen", "cola", "stsb"), limit=6, batch_size=4,
-                   data_dir=str(shared_data), include_paths=(str(FIXTURE_TASKS),), device="cpu", dtype="float32")
+    spec = RunSpec(
+        model="smollm2-135m",
+        tasks=("demo", "scorers_capitals_gen", "cola", "stsb"),
+        limit=6,
+        batch_size=4,
+        data_dir=str(shared_data),
+        include_paths=(str(FIXTURE_TASKS),),
+        device="cpu",
+        dtype="float32",
+    )
     started = time.time()
     run_dir = RunStore(tmp_path_factory.mktemp("runs")).save(run_evaluation(spec))
     print(f"scored run: {time.time() - started:.1f}s")
@@ -359,23 +402,42 @@ def test_every_score_of_a_real_run_has_stderr_interval_and_signature(scored_run)
             assert sig.startswith(metric + "|") and re.search(r"\|[a-z_]+:\d+\.\d+", sig), sig
             if "ci:bootstrap" in sig:
                 assert "|bs:1000|seed:1234|" in sig
-    assert {"acc", "acc_norm", "ece", "exact_match", "word_perplexity", "byte_perplexity", "bits_per_byte",
-            "rouge1", "rougeL", "corpus_bleu", "corpus_chrf", "squad_exact_match", "squad_f1", "mcc", "pearson",
-            "spearman"} <= seen
+    assert {
+        "acc",
+        "acc_norm",
+        "ece",
+        "exact_match",
+        "word_perplexity",
+        "byte_perplexity",
+        "bits_per_byte",
+        "rouge1",
+        "rougeL",
+        "corpus_bleu",
+        "corpus_chrf",
+        "squad_exact_match",
+        "squad_f1",
+        "mcc",
+        "pearson",
+        "spearman",
+    } <= seen
     sigs = results["signatures"]
     assert sigs["scorers_capitals_gen"]["corpus_bleu,none"] == (
         "corpus_bleu|nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|ci:bootstrap|bs:1000|seed:1234|sacrebleu:"
-        + sacrebleu.__version__)
+        + sacrebleu.__version__
+    )
     assert sigs["scorers_capitals_gen"]["rougeL,none"] == (
-        "rougeL|score:f|stem:yes|multiref:max|ci:normal|rouge_score:" + importlib.metadata.version("rouge-score"))
+        "rougeL|score:f|stem:yes|multiref:max|ci:normal|rouge_score:" + importlib.metadata.version("rouge-score")
+    )
     assert sigs["demo_arithmetic"]["exact_match,first_number"].startswith(
-        'exact_match|ignore_case:yes|ignore_punctuation:yes|regexes_to_ignore:[" "]|ci:normal|lm_eval:')
+        'exact_match|ignore_case:yes|ignore_punctuation:yes|regexes_to_ignore:[" "]|ci:normal|lm_eval:'
+    )
     assert results["config"]["bootstrap_iters"] == 1000
 
     # acc's stderr is lm-eval's closed form over the samples; sentence BLEU is sacrebleu's on each sample
     caps = [s for s in samples if s["task"] == "demo_capitals"]
     assert results["results"]["demo_capitals"]["acc_stderr,none"] == pytest.approx(
-        lm_metrics.mean_stderr([s["acc"] for s in caps]), rel=1e-12)
+        lm_metrics.mean_stderr([s["acc"] for s in caps]), rel=1e-12
+    )
 
 
 @pytest.mark.model
@@ -401,8 +463,10 @@ def test_ece_of_a_real_run_equals_the_definition_on_its_samples(scored_run):
     results, samples = scored_run
     for task in ("demo_capitals", "cola"):
         rows = [s for s in samples if s["task"] == task]
-        conf = [max(math.exp(r[0]) for r in s["filtered_resps"]) / sum(math.exp(r[0]) for r in s["filtered_resps"])
-                for s in rows]
+        conf = [
+            max(math.exp(r[0]) for r in s["filtered_resps"]) / sum(math.exp(r[0]) for r in s["filtered_resps"])
+            for s in rows
+        ]
         if task == "cola":  # mcc-only task: correct when lm-eval's argmax prediction is the gold label
             correct = [float(s["mcc"][0] == s["mcc"][1]) for s in rows]
         else:

@@ -22,14 +22,23 @@ from harness.store import RunStore, load_runs
 
 
 def harness(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=600,
-                          cwd=Path.home(), env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path.home(),
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_two_saves_under_one_id_keep_both_runs(tmp_path):
     store = RunStore(tmp_path)
-    record = {"harness": {"model": {"name": "m"}, "spec_sha256": "ab"}, "results": {"t": {"acc,none": 0.5}},
-              "configs": {"t": {}}}
+    record = {
+        "harness": {"model": {"name": "m"}, "spec_sha256": "ab"},
+        "results": {"t": {"acc,none": 0.5}},
+        "configs": {"t": {}},
+    }
     first = store.write_run("20261123T000000Z-m-ab", record, [], {}, {"started": "2026-11-23T00:00:00"})
     second = store.write_run("20261123T000000Z-m-ab", record, [], {}, {"started": "2026-11-23T00:00:00"})
     assert first != second and first.is_dir() and second.is_dir()
@@ -40,10 +49,30 @@ def test_two_saves_under_one_id_keep_both_runs(tmp_path):
 def test_two_concurrent_runs_share_a_store_and_a_cache(tmp_path, smollm2_weights):
     runs, cache = tmp_path / "runs", tmp_path / "cache.sqlite"
     env = {**os.environ, "HARNESS_REQUEST_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
-    procs = {task: subprocess.Popen([sys.executable, "-m", "harness", "run", "--tasks", task, "--limit", "20",
-                                     "--batch-size", "1", "--output", str(runs)],
-                                    env=env, cwd=Path.home(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for task in ("demo_capitals", "demo_arithmetic")}
+    procs = {
+        task: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "run",
+                "--tasks",
+                task,
+                "--limit",
+                "20",
+                "--batch-size",
+                "1",
+                "--output",
+                str(runs),
+            ],
+            env=env,
+            cwd=Path.home(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for task in ("demo_capitals", "demo_arithmetic")
+    }
     for task, proc in procs.items():
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, (task, err[-2000:])
@@ -58,8 +87,18 @@ def test_two_concurrent_runs_share_a_store_and_a_cache(tmp_path, smollm2_weights
             assert sum(1 for _ in f) == 20
     # both runs' requests are in the cache: running both again computes nothing
     for task in ("demo_capitals", "demo_arithmetic"):
-        again = harness("run", "--tasks", task, "--limit", "20", "--batch-size", "1", "--output", str(tmp_path / "again"),
-                        env={"HARNESS_REQUEST_CACHE": str(cache), "OMP_NUM_THREADS": "1"})
+        again = harness(
+            "run",
+            "--tasks",
+            task,
+            "--limit",
+            "20",
+            "--batch-size",
+            "1",
+            "--output",
+            str(tmp_path / "again"),
+            env={"HARNESS_REQUEST_CACHE": str(cache), "OMP_NUM_THREADS": "1"},
+        )
         assert again.returncode == 0, again.stderr[-2000:]
     for run_dir in RunStore(tmp_path / "again").runs():
         work = json.loads((run_dir / "env.json").read_text())["runner"]
@@ -76,9 +115,19 @@ def test_two_concurrent_runs_share_a_store_and_a_cache(tmp_path, smollm2_weights
 @pytest.mark.model
 def test_no_secret_of_the_environment_reaches_an_artifact(tmp_path, smollm2_weights):
     secret = "hf_Zq8rT4secretTOKENvalue91"
-    out = harness("-v", "run", "--tasks", "demo_capitals", "--limit", "2", "--output", str(tmp_path / "runs"),
-                  "--system-instruction", f"the key is {secret}",
-                  env={"HF_TOKEN": secret, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    out = harness(
+        "-v",
+        "run",
+        "--tasks",
+        "demo_capitals",
+        "--limit",
+        "2",
+        "--output",
+        str(tmp_path / "runs"),
+        "--system-instruction",
+        f"the key is {secret}",
+        env={"HF_TOKEN": secret, "OMP_NUM_THREADS": str(torch.get_num_threads())},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert secret not in out.stdout and secret not in out.stderr
     (run_dir,) = RunStore(tmp_path / "runs").runs()
@@ -93,9 +142,16 @@ def finished_run(samples: dict) -> FinishedRun:
     """A finished run as the engine hands it over: lm-eval's results dict (a group, a task, a NaN
     stderr, a corpus metric logged as items), samples, spec record and environment."""
     results = {
-        "results": {"t": {"alias": "t", "acc,none": 0.5, "acc_stderr,none": 0.25, "bleu,none": 12.5,
-                          "bleu_stderr,none": float("nan")},
-                    "g": {"alias": "g", "acc,none": 0.5, "acc_stderr,none": 0.25}},
+        "results": {
+            "t": {
+                "alias": "t",
+                "acc,none": 0.5,
+                "acc_stderr,none": 0.25,
+                "bleu,none": 12.5,
+                "bleu_stderr,none": float("nan"),
+            },
+            "g": {"alias": "g", "acc,none": 0.5, "acc_stderr,none": 0.25},
+        },
         "groups": {"g": {"alias": "g", "acc,none": 0.5, "acc_stderr,none": 0.25}},
         "group_subtasks": {"g": ["t"]},
         "ci95": {"t": {"acc,none": [0.01, 0.99], "bleu,none": None}},
@@ -111,8 +167,18 @@ def finished_run(samples: dict) -> FinishedRun:
 
 
 def test_save_leaves_the_run_as_it_was_and_load_reads_back_what_it_wrote(tmp_path):
-    samples = {"t": [{"doc_id": i, "doc_hash": f"h{i}", "filter": "none", "acc": float(i % 2),
-                      "arguments": {"gen_args_0": {"arg_0": f"prompt {i}", "arg_1": " a"}}} for i in range(4)]}
+    samples = {
+        "t": [
+            {
+                "doc_id": i,
+                "doc_hash": f"h{i}",
+                "filter": "none",
+                "acc": float(i % 2),
+                "arguments": {"gen_args_0": {"arg_0": f"prompt {i}", "arg_1": " a"}},
+            }
+            for i in range(4)
+        ]
+    }
     run = finished_run(samples)
     before = copy.deepcopy(run)
     store = RunStore(tmp_path)
@@ -128,16 +194,27 @@ def test_save_leaves_the_run_as_it_was_and_load_reads_back_what_it_wrote(tmp_pat
     assert record.created == "2026-11-23T00:00:00+00:00"
     acc, bleu = record.tasks["t"].scores
     assert record.main_score("t") == acc
-    assert (acc.metric, acc.filter, acc.value, acc.stderr, acc.ci95, acc.n) == ("acc", "none", 0.5, 0.25, (0.01, 0.99), 4)
+    assert (acc.metric, acc.filter, acc.value, acc.stderr, acc.ci95, acc.n) == (
+        "acc",
+        "none",
+        0.5,
+        0.25,
+        (0.01, 0.99),
+        4,
+    )
     assert acc.signature == "acc|ci:normal|lm_eval:0.4.13" and acc.higher_is_better
     assert bleu.stderr is None and bleu.ci95 is None  # NaN: no stderr
     assert record.tasks["g"].group and record.tasks["g"].members == ("t",) and record.tasks["g"].n is None
     assert [(s.doc_id, s.key, s.score("acc"), s.row["prompt"]) for s in record.samples()] == [
-        (i, f"{i}:h{i}", float(i % 2), f"prompt {i}") for i in range(4)]
+        (i, f"{i}:h{i}", float(i % 2), f"prompt {i}") for i in range(4)
+    ]
     assert record.label == "m (0-shot; bfloat16)"
     frame = load_runs(tmp_path)
     assert list(zip(frame.task, frame.metric, frame.value, frame.main)) == [
-        ("t", "acc", 0.5, True), ("t", "bleu", 12.5, False), ("g", "acc", 0.5, True)]
+        ("t", "acc", 0.5, True),
+        ("t", "bleu", 12.5, False),
+        ("g", "acc", 0.5, True),
+    ]
     assert set(frame.variant) == {"0-shot; bfloat16"} and frame.ci95_lo[0] == 0.01 and pd.isna(frame.stderr[1])
 
     with pytest.raises(UserError, match="not found"):
@@ -150,13 +227,25 @@ def test_save_leaves_the_run_as_it_was_and_load_reads_back_what_it_wrote(tmp_pat
 def test_an_old_folder_with_results_alone_loads(tmp_path):
     run = tmp_path / "20261123T000000Z-m-abcdef12"
     run.mkdir()
-    (run / "results.json").write_text(json.dumps({"harness": {"model": {"name": "m"}, "spec_sha256": "abcdef12"},
-                                                  "results": {"t": {"exact_match,strict": 1, "sample_len": 3}},
-                                                  "configs": {"t": {}}}))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "harness": {"model": {"name": "m"}, "spec_sha256": "abcdef12"},
+                "results": {"t": {"exact_match,strict": 1, "sample_len": 3}},
+                "configs": {"t": {}},
+            }
+        )
+    )
     record = RunStore(tmp_path).load(run.name)
     assert record.spec == {} and record.env == {} and record.samples() == [] and record.label == "m"
     (score,) = record.tasks["t"].scores
-    assert (score.metric, score.filter, score.value, score.stderr, score.n) == ("exact_match", "strict", 1.0, None, None)
+    assert (score.metric, score.filter, score.value, score.stderr, score.n) == (
+        "exact_match",
+        "strict",
+        1.0,
+        None,
+        None,
+    )
     assert len(load_runs(run)) == 1
 
 

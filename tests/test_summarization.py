@@ -56,7 +56,7 @@ def test_dialogsum_mirror_has_the_hub_shape_and_the_raw_rows(shared_data):
     assert list(ds["test"].features) == ["id", "dialogue", "summary", "topic"]
     test = ds["test"].to_list()
     for n, r in enumerate(raw_test):
-        rows = test[3 * n: 3 * n + 3]
+        rows = test[3 * n : 3 * n + 3]
         assert [x["dialogue"] for x in rows] == [r["dialogue"]] * 3
         assert [x["summary"] for x in rows] == [r["summary1"], r["summary2"], r["summary3"]]
         assert [x["topic"] for x in rows] == [r["topic1"], r["topic2"], r["topic3"]]
@@ -105,17 +105,35 @@ def harness_run(out: Path, *args: str) -> tuple[dict, list[dict]]:
 
 @pytest.fixture(scope="module")
 def plain_run(tmp_path_factory, shared_data, smollm2_weights):
-    return harness_run(tmp_path_factory.mktemp("runs"), "--tasks", "samsum,dialogsum", "--data-dir", str(shared_data),
-                       "--limit", str(LIMIT))
+    return harness_run(
+        tmp_path_factory.mktemp("runs"),
+        "--tasks",
+        "samsum,dialogsum",
+        "--data-dir",
+        str(shared_data),
+        "--limit",
+        str(LIMIT),
+    )
 
 
 @pytest.fixture(scope="module")
 def chat_run(tmp_path_factory, shared_data, smollm2_weights):
     # --num-fewshot over both a zero-shot default and a YAML's 3; shorter generations than the YAML's
     # 128 tokens: this run is about the prompt, and CPU time is dear
-    return harness_run(tmp_path_factory.mktemp("runs"), "--tasks", "samsum,dialogsum_fewshot", "--data-dir",
-                       str(shared_data), "--limit", "2", "--num-fewshot", "1", "--apply-chat-template",
-                       "--gen-kwargs", "max_new_tokens=48")
+    return harness_run(
+        tmp_path_factory.mktemp("runs"),
+        "--tasks",
+        "samsum,dialogsum_fewshot",
+        "--data-dir",
+        str(shared_data),
+        "--limit",
+        "2",
+        "--num-fewshot",
+        "1",
+        "--apply-chat-template",
+        "--gen-kwargs",
+        "max_new_tokens=48",
+    )
 
 
 def references(sample: dict) -> list[str]:
@@ -173,8 +191,10 @@ def test_chat_template_runs_with_the_instruction_as_system_message(chat_run, sha
         assert s["prompt"].endswith("<|im_start|>assistant\n")
         # the one shot is a user turn and an assistant turn holding the first validation summary
         assert s["prompt"].count("<|im_start|>user") == s["prompt"].count("<|im_start|>assistant") == 2
-    first_summary = {"samsum": read_jsonl(shared_data / "samsum/validation.jsonl")[0]["response"],
-                     "dialogsum_fewshot": read_jsonl(shared_data / "dialogsum/dialogsum.dev.jsonl")[0]["summary"]}
+    first_summary = {
+        "samsum": read_jsonl(shared_data / "samsum/validation.jsonl")[0]["response"],
+        "dialogsum_fewshot": read_jsonl(shared_data / "dialogsum/dialogsum.dev.jsonl")[0]["summary"],
+    }
     for task, n_refs in (("samsum", 1), ("dialogsum_fewshot", 3)):
         assert all(first_summary[task].strip() in s["prompt"] for s in samples if s["task"] == task)
         _, scores = check_scores_against_the_references(results, samples, task, n_refs=n_refs, docs=2)

@@ -31,12 +31,16 @@ def test_mmlu_family_has_lm_evals_names_and_groups():
     ours = build_task_manager()
     for variant, suffix in (("default", ""), ("continuation", "_continuation")):
         theirs = TaskManager(include_path=[LM_EVAL_MMLU.parent / variant], include_defaults=False)
-        our_mmlu = {t for t in ours.all_subtasks if t.startswith("mmlu_") and t.endswith(suffix)
-                    and (suffix or not t.endswith("_continuation"))}
+        our_mmlu = {
+            t
+            for t in ours.all_subtasks
+            if t.startswith("mmlu_") and t.endswith(suffix) and (suffix or not t.endswith("_continuation"))
+        }
         assert our_mmlu == set(theirs.all_subtasks)
         assert len(our_mmlu) == 57
-    assert {"mmlu", "mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other",
-            "mmlu_continuation"} <= set(ours.all_groups)
+    assert {"mmlu", "mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other", "mmlu_continuation"} <= set(
+        ours.all_groups
+    )
 
 
 @pytest.mark.parametrize("shots", [0, 5])
@@ -47,7 +51,9 @@ def test_mmlu_requests_equal_lm_evals_own_yaml(shared_data, shots):
     task.set_fewshot_seed(seed=1234)
     task.build_all_requests(limit=6, rank=0, world_size=1)
     assert [r.args for r in ours] == [r.args for r in task.instances]
-    assert ours[0].args[0].startswith("The following are multiple choice questions (with answers) about college biology.")
+    assert (
+        ours[0].args[0].startswith("The following are multiple choice questions (with answers) about college biology.")
+    )
 
 
 def test_mmlu_mirror_counts_match_published_sizes(shared_data):
@@ -69,12 +75,14 @@ def test_mmlu_mirror_rows_equal_the_raw_csv(shared_data):
 def test_generic_mirror_layout_serves_any_hub_id(tmp_path):
     (tmp_path / "mirror/acme/quiz").mkdir(parents=True)
     (tmp_path / "mirror/acme/quiz/test.jsonl").write_text(
-        '{"q": "2+2", "a": "4"}\n{"q": "3+3", "a": "6"}\n', encoding="utf-8")
+        '{"q": "2+2", "a": "4"}\n{"q": "3+3", "a": "6"}\n', encoding="utf-8"
+    )
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks/quiz.yaml").write_text(
         "task: acme_quiz\ndataset_path: acme/quiz\ntest_split: test\noutput_type: generate_until\n"
         "doc_to_text: '{{q}}='\ndoc_to_target: '{{a}}'\nmetric_list:\n  - metric: exact_match\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     requests = task_instances("acme_quiz", tmp_path / "mirror", include_paths=[str(tmp_path / "tasks")])
     assert [r.args[0] for r in requests] == ["2+2=", "3+3="]
 
@@ -87,8 +95,10 @@ def test_missing_mirror_entry_names_the_dataset_and_where_it_looked(tmp_path):
 
 def test_task_names_groups_and_globs_resolve():
     tm = build_task_manager()
-    assert resolve_task_names(tm, ["mmlu_high_school_*"])[:2] == ["mmlu_high_school_biology",
-                                                                  "mmlu_high_school_biology_continuation"]
+    assert resolve_task_names(tm, ["mmlu_high_school_*"])[:2] == [
+        "mmlu_high_school_biology",
+        "mmlu_high_school_biology_continuation",
+    ]
     # MMLU has 14 high-school subjects, each in the default and the continuation form
     assert len(resolve_task_names(tm, ["mmlu_high_school_*"])) == 28
     assert len(resolve_task_names(tm, ["mmlu_high_school_*_continuation"])) == 14
@@ -137,7 +147,9 @@ def test_task_listing_says_where_data_comes_from(shared_data, tmp_path):
     assert rows["mmlu"].kind == "group"
     offline = {r.name: r for r in list_tasks(build_task_manager(data_dir=tmp_path), tmp_path)}
     assert offline["mmlu_anatomy"].data == "missing from mirror"
-    assert {r.data for r in list_tasks(build_task_manager(), None) if r.family == "mmlu" and r.kind == "task"} == {"hub"}
+    assert {r.data for r in list_tasks(build_task_manager(), None) if r.family == "mmlu" and r.kind == "task"} == {
+        "hub"
+    }
 
 
 def test_user_lm_eval_task_folder_runs_unchanged(shared_data):
@@ -150,8 +162,11 @@ def test_bbh_mirror_counts_match_published_sizes(shared_data):
     names = sorted(p.stem for p in (shared_data / "bbh/bbh").glob("*.json"))
     sizes = {n: load_from_mirror(shared_data, "SaylorTwift/bbh", n)["test"].num_rows for n in names}
     assert len(sizes) == 27 and sum(sizes.values()) == 6511
-    assert {n: s for n, s in sizes.items() if s != 250} == {"causal_judgement": 187, "penguins_in_a_table": 146,
-                                                           "snarks": 178}
+    assert {n: s for n, s in sizes.items() if s != 250} == {
+        "causal_judgement": 187,
+        "penguins_in_a_table": 146,
+        "snarks": 178,
+    }
 
 
 @pytest.mark.parametrize("variant", ["fewshot", "cot_fewshot", "zeroshot", "cot_zeroshot"])

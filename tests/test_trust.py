@@ -41,9 +41,15 @@ def test_code_in_a_data_mirror_or_a_run_record_is_never_loaded(tmp_path):
     marker = plant(tmp_path / "elsewhere")
     run = tmp_path / "runs" / "20261123T000000Z-m-abcdef12"
     run.mkdir(parents=True)
-    (run / "results.json").write_text(json.dumps({"harness": {"model": {"name": "m"}, "spec_sha256": "abcdef12"},
-                                                  "results": {"evil_task": {"acc,none": 1.0}},
-                                                  "configs": {"evil_task": {}}}))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "harness": {"model": {"name": "m"}, "spec_sha256": "abcdef12"},
+                "results": {"evil_task": {"acc,none": 1.0}},
+                "configs": {"evil_task": {}},
+            }
+        )
+    )
     (run / "spec.json").write_text(json.dumps({"spec": {"include_paths": [str(tmp_path / "elsewhere")]}}))
     out = harness("runs", "--runs", str(tmp_path / "runs"), "--format", "json")
     assert out.returncode == 0, out.stderr

@@ -74,8 +74,10 @@ def attach_adapter(loaded, path: str | os.PathLike, merge: bool = False, in_plac
     adapter = read_adapter(path)
     base_sha = loaded.identity.get("sha256")
     if adapter.get("base_sha256") and base_sha and adapter["base_sha256"] != base_sha:
-        raise AdapterError(f"--adapter {path}: trained on another base model (sha256 {adapter['base_sha256'][:12]}…), "
-                           f"not on '{loaded.identity.get('name')}' ({base_sha[:12]}…)")
+        raise AdapterError(
+            f"--adapter {path}: trained on another base model (sha256 {adapter['base_sha256'][:12]}…), "
+            f"not on '{loaded.identity.get('name')}' ({base_sha[:12]}…)"
+        )
     try:
         config = PeftConfig.from_pretrained(adapter["path"])
     except (ValueError, TypeError, OSError) as exc:
@@ -84,15 +86,18 @@ def attach_adapter(loaded, path: str | os.PathLike, merge: bool = False, in_plac
         raise AdapterError(
             f"--adapter {path}: {config.peft_type.value} adds virtual tokens before every input, which the harness "
             f"runner cannot score exactly; evaluate it with lm-eval's hf model: "
-            f"harness-lm-eval --model hf --model_args pretrained={loaded.identity.get('weights')},peft={adapter['path']}")
+            f"harness-lm-eval --model hf --model_args pretrained={loaded.identity.get('weights')},peft={adapter['path']}"
+        )
     model = loaded.model if in_place else copy.deepcopy(loaded.model)
     try:
         peft_model = PeftModel.from_pretrained(model, adapter["path"], is_trainable=False)
     except (RuntimeError, ValueError, KeyError) as exc:
         # a shape mismatch (RuntimeError) or target modules the model lacks (ValueError)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AdapterError(f"--adapter {path}: does not fit model '{loaded.identity.get('name')}' "
-                           f"(adapter for another base model?): {first[:300]}") from None
+        raise AdapterError(
+            f"--adapter {path}: does not fit model '{loaded.identity.get('name')}' "
+            f"(adapter for another base model?): {first[:300]}"
+        ) from None
     # the runner calls the transformers model itself: a merged model, or the base model whose
     # modules peft replaced by adapter layers (the same forward PeftModel would run)
     model = peft_model.merge_and_unload() if merge else peft_model.get_base_model()

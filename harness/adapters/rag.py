@@ -45,8 +45,10 @@ class RagConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(raw) - known
         if unknown:
-            raise TaskConfigError(f"task '{task}': metadata.harness_rag: unknown key(s) {', '.join(sorted(unknown))}; "
-                                  f"known: {', '.join(sorted(known))}")
+            raise TaskConfigError(
+                f"task '{task}': metadata.harness_rag: unknown key(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
         cfg = cls(**raw)
         if cfg.retriever not in RETRIEVERS:
             raise TaskConfigError(f"task '{task}': unknown retriever '{cfg.retriever}'; known: {', '.join(RETRIEVERS)}")
@@ -71,8 +73,7 @@ def _render(template: str, doc: dict) -> str:
 class RetrievalDocs:
     """A task's process_docs: the split's docs, each with its retrieved passages (all queries at once)."""
 
-    def __init__(self, task: str, config: RagConfig, data_dir: Path | None, metadata: dict,
-                 inner: Any = None):
+    def __init__(self, task: str, config: RagConfig, data_dir: Path | None, metadata: dict, inner: Any = None):
         self.task, self.config, self.data_dir, self.metadata, self.inner = task, config, data_dir, metadata, inner
         self._index: Index | None = None
         self._done: dict[str, Any] = {}
@@ -83,14 +84,17 @@ class RetrievalDocs:
     def index(self) -> Index:
         if self._index is None:
             try:
-                self._index = cached_index(self.config.collection, self.config.retriever, self.data_dir,
-                                           self.config.chunk)
+                self._index = cached_index(
+                    self.config.collection, self.config.retriever, self.data_dir, self.config.chunk
+                )
             except (BadOptionError, DataUnavailableError) as exc:
                 raise DataUnavailableError(f"task '{self.task}': retrieval: {exc}") from exc
             # the index's identity goes into the task's recorded config (and so its hash)
             spec = self._index.spec
-            self.metadata["harness_rag_index"] = {k: spec.get(k) for k in (
-                "collection_sha256", "retriever", "chunk_words", "options", "model", "passages")}
+            self.metadata["harness_rag_index"] = {
+                k: spec.get(k)
+                for k in ("collection_sha256", "retriever", "chunk_words", "options", "model", "passages")
+            }
         return self._index
 
     def __call__(self, dataset):
@@ -118,11 +122,19 @@ class RetrievalDocs:
             if cfg.order == "best_last":
                 shown.reverse()
             passages.append(cfg.separator.join(shown))
-            retrieved.append([{"id": pid, "score": score,
-                               **({"gold": _is_gold(pid, by_id[pid], gold)} if gold is not None else {})}
-                              for pid, score, _ in doc_hits])
-        fingerprint = json_sha256([getattr(dataset, "_fingerprint", None), repr(self),
-                                   index.spec.get("collection_sha256")])[:32]
+            retrieved.append(
+                [
+                    {
+                        "id": pid,
+                        "score": score,
+                        **({"gold": _is_gold(pid, by_id[pid], gold)} if gold is not None else {}),
+                    }
+                    for pid, score, _ in doc_hits
+                ]
+            )
+        fingerprint = json_sha256(
+            [getattr(dataset, "_fingerprint", None), repr(self), index.spec.get("collection_sha256")]
+        )[:32]
         dataset = dataset.add_column(cfg.field, passages, new_fingerprint=fingerprint + "p")
         return dataset.add_column("retrieved", retrieved, new_fingerprint=fingerprint + "r")
 
@@ -167,8 +179,12 @@ def add_retrieval_metrics(task: Any) -> None:
     from lm_eval.api.metrics import mean
 
     k = docs.config.k
-    add_metrics(task, dict.fromkeys(docs.config.metric_names(), True), mean,
-                lambda doc: retrieval_scores(doc.get("retrieved") or [], k))
+    add_metrics(
+        task,
+        dict.fromkeys(docs.config.metric_names(), True),
+        mean,
+        lambda doc: retrieval_scores(doc.get("retrieved") or [], k),
+    )
 
 
 class RagHook:

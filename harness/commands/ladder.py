@@ -21,11 +21,19 @@ from harness.commands.options import (
 
 
 @click.command()
-@click.option("--task", "ladder_ref", required=True,
-              help="A bundled ladder (samsum, squad) or a ladder YAML file: the rungs to run.")
+@click.option(
+    "--task",
+    "ladder_ref",
+    required=True,
+    help="A bundled ladder (samsum, squad) or a ladder YAML file: the rungs to run.",
+)
 @click.option("--model", "-m", default="smollm2-135m", show_default=True, help="Bundled alias, local path or hub id.")
-@click.option("--adapter", default=None, type=click.Path(),
-              help="The PEFT adapter for the ladder's adapter rung (e.g. from `harness finetune`).")
+@click.option(
+    "--adapter",
+    default=None,
+    type=click.Path(),
+    help="The PEFT adapter for the ladder's adapter rung (e.g. from `harness finetune`).",
+)
 @LIMIT_OPTION
 @BATCH_SIZE_OPTION
 @SEED_OPTION
@@ -37,8 +45,22 @@ from harness.commands.options import (
 @click.option("--no-cache", is_flag=True, help="Compute every request again.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the ladder as HTML here.")
 @MD_OUT_OPTION
-def ladder(ladder_ref, model, adapter, limit, batch_size, seed, data_dir, include_path, output, device, dtype,
-           no_cache, out, md_out):
+def ladder(
+    ladder_ref,
+    model,
+    adapter,
+    limit,
+    batch_size,
+    seed,
+    data_dir,
+    include_path,
+    output,
+    device,
+    dtype,
+    no_cache,
+    out,
+    md_out,
+):
     """Prompting, retrieval or fine-tuning? Run a task's strategies and compare them on one page."""
     from harness.api import make_spec
     from harness.ladder import load_ladder, run_ladder
@@ -48,8 +70,17 @@ def ladder(ladder_ref, model, adapter, limit, batch_size, seed, data_dir, includ
     spec = load_ladder(ladder_ref)
     if adapter is not None and not Path(adapter).exists():
         raise click.BadParameter(f"'{adapter}' does not exist", param_hint="--adapter")
-    base = make_spec(model, (), limit=limit, batch_size=batch_size, seed=seed, device=device, dtype=dtype,
-                     data_dir=data_dir, include_paths=include_path)
+    base = make_spec(
+        model,
+        (),
+        limit=limit,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        data_dir=data_dir,
+        include_paths=include_path,
+    )
     store = RunStore(output)
     store.check_writable()
     quiet_lm_eval_unless_verbose()

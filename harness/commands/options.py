@@ -9,30 +9,60 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-DATA_DIR_OPTION = click.option("--data-dir", type=click.Path(), default=None, envvar="HARNESS_DATA_DIR",
-                               help="Local data mirror; no network is used for data it holds. [env: HARNESS_DATA_DIR]")
-INCLUDE_PATH_OPTION = click.option("--include-path", multiple=True, type=click.Path(),
-                                   help="Extra folder of task YAMLs (repeatable).")
-DEVICE_OPTION = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu).")
-DTYPE_OPTION = click.option("--dtype", default=None,
-                            help="float32, bfloat16, float16 (default: bfloat16 on cuda, float32 on cpu).")
-LIMIT_OPTION = click.option("--limit", "-l", type=float, default=None,
-                            help="Docs per task: a count, or a fraction below 1.")
-SEED_OPTION = click.option("--seed", type=int, default=None, help="One seed for python, numpy, torch and few-shot "
-                           "sampling (default: lm-eval's 0/1234/1234/1234).")
-BATCH_SIZE_OPTION = click.option("--batch-size", "-b", default="8", show_default=True,
-                                 help="Rows per forward pass, or 'auto': the most that fit in memory (halved on out-of-memory).")
-NO_CACHE_OPTION = click.option("--no-cache", is_flag=True,
-                               help="Compute every request, neither reading nor writing the request cache "
-                                    "($HARNESS_REQUEST_CACHE, default ~/.cache/harness/requests.sqlite).")
-MD_OUT_OPTION = click.option("--md", "md_out", type=click.Path(dir_okay=False), default=None,
-                             help="Write the markdown here (default: print it).")
+DATA_DIR_OPTION = click.option(
+    "--data-dir",
+    type=click.Path(),
+    default=None,
+    envvar="HARNESS_DATA_DIR",
+    help="Local data mirror; no network is used for data it holds. [env: HARNESS_DATA_DIR]",
+)
+INCLUDE_PATH_OPTION = click.option(
+    "--include-path", multiple=True, type=click.Path(), help="Extra folder of task YAMLs (repeatable)."
+)
+DEVICE_OPTION = click.option(
+    "--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if present, else cpu)."
+)
+DTYPE_OPTION = click.option(
+    "--dtype", default=None, help="float32, bfloat16, float16 (default: bfloat16 on cuda, float32 on cpu)."
+)
+LIMIT_OPTION = click.option(
+    "--limit", "-l", type=float, default=None, help="Docs per task: a count, or a fraction below 1."
+)
+SEED_OPTION = click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="One seed for python, numpy, torch and few-shot sampling (default: lm-eval's 0/1234/1234/1234).",
+)
+BATCH_SIZE_OPTION = click.option(
+    "--batch-size",
+    "-b",
+    default="8",
+    show_default=True,
+    help="Rows per forward pass, or 'auto': the most that fit in memory (halved on out-of-memory).",
+)
+NO_CACHE_OPTION = click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Compute every request, neither reading nor writing the request cache "
+    "($HARNESS_REQUEST_CACHE, default ~/.cache/harness/requests.sqlite).",
+)
+MD_OUT_OPTION = click.option(
+    "--md", "md_out", type=click.Path(dir_okay=False), default=None, help="Write the markdown here (default: print it)."
+)
 
 
 def output_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`--output`: the run store a command writes runs into."""
-    return click.option("--output", "-o", type=click.Path(), default="runs", show_default=True,
-                        envvar="HARNESS_RUNS_DIR", help=f"{help} [env: HARNESS_RUNS_DIR]")
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Path(),
+        default="runs",
+        show_default=True,
+        envvar="HARNESS_RUNS_DIR",
+        help=f"{help} [env: HARNESS_RUNS_DIR]",
+    )
 
 
 def runs_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,9 +78,15 @@ def runs_option(f: Callable[..., Any]) -> Callable[..., Any]:
         return f(*args, runs_dir=runs_dir, **kwargs)
 
     merged = click.option("--runs-dir", "runs_dir_alias", type=click.Path(), default=None, hidden=True)(merged)
-    return click.option("--runs", "runs_dir", type=click.Path(), default="runs", show_default=True,
-                        envvar="HARNESS_RUNS_DIR",
-                        help="Run store folder; run ids are looked up there. [env: HARNESS_RUNS_DIR]")(merged)
+    return click.option(
+        "--runs",
+        "runs_dir",
+        type=click.Path(),
+        default="runs",
+        show_default=True,
+        envvar="HARNESS_RUNS_DIR",
+        help="Run store folder; run ids are looked up there. [env: HARNESS_RUNS_DIR]",
+    )(merged)
 
 
 def quiet_lm_eval_unless_verbose() -> None:

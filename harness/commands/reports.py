@@ -19,8 +19,14 @@ ALPHA = click.FloatRange(0, 1, min_open=True)
 @click.option("--task", default=None, help="Runs with a task matching this glob (mmlu_*).")
 @click.option("--spec", default=None, help="Runs whose spec hash starts with this.")
 @click.option("--since", default=None, help="Runs started on or after this date (ISO, 2026-11-01).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-              help="csv: one row per run and task; json: one object per run.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="csv: one row per run and task; json: one object per run.",
+)
 @click.option("--reindex", is_flag=True, help="Rebuild the index from the run folders first.")
 def runs(runs_dir, model, task, spec, since, fmt, reindex):
     """List stored runs (from the store's sqlite index), filtered; export them as CSV or JSON."""
@@ -45,8 +51,14 @@ def runs(runs_dir, model, task, spec, since, fmt, reindex):
 
 @click.command()
 @runs_option
-@click.option("--out", "out", type=click.Path(dir_okay=False), default="leaderboard.html", show_default=True,
-              help="The HTML file to write (self-contained; a large store's samples go beside it in FILE.samples/).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    default="leaderboard.html",
+    show_default=True,
+    help="The HTML file to write (self-contained; a large store's samples go beside it in FILE.samples/).",
+)
 @click.option("--title", default="harness leaderboard", show_default=True)
 def leaderboard(runs_dir, out, title):
     """Render stored runs as one offline HTML leaderboard: models x tasks, intervals, charts, samples."""
@@ -54,8 +66,10 @@ def leaderboard(runs_dir, out, title):
 
     board, samples = leaderboard_from_store(runs_dir)
     path = render_leaderboard(board, samples, out, title=title)
-    click.echo(f"{len(board.rows)} models x {sum(t['top_level'] for t in board.tasks)} tasks from "
-               f"{len(board.runs)} runs -> {path}")
+    click.echo(
+        f"{len(board.rows)} models x {sum(t['top_level'] for t in board.tasks)} tasks from "
+        f"{len(board.runs)} runs -> {path}"
+    )
 
 
 @click.command()
@@ -87,12 +101,28 @@ def compare(runs, runs_dir, out, md_out, alpha):
 @click.argument("candidate")
 @click.option("--baseline", required=True, help="A baseline JSON (from `harness baseline`) or a run folder / id.")
 @runs_option
-@click.option("--max-drop", "max_drops", multiple=True, default=("0",), show_default=True,
-              help="Allowed drop in the metric's units: a number for every task, or TASK=NUMBER (repeatable).")
-@click.option("--alpha", type=ALPHA, default=0.05, show_default=True,
-              help="A drop must also be significant at this level to fail.")
-@click.option("--summary", type=click.Path(dir_okay=False), default=None, envvar="GITHUB_STEP_SUMMARY",
-              help="Append the markdown summary here. [env: GITHUB_STEP_SUMMARY]")
+@click.option(
+    "--max-drop",
+    "max_drops",
+    multiple=True,
+    default=("0",),
+    show_default=True,
+    help="Allowed drop in the metric's units: a number for every task, or TASK=NUMBER (repeatable).",
+)
+@click.option(
+    "--alpha",
+    type=ALPHA,
+    default=0.05,
+    show_default=True,
+    help="A drop must also be significant at this level to fail.",
+)
+@click.option(
+    "--summary",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="GITHUB_STEP_SUMMARY",
+    help="Append the markdown summary here. [env: GITHUB_STEP_SUMMARY]",
+)
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
 def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
     """CI gate: exit 1 when a task's score drops beyond --max-drop, significantly, against the baseline."""

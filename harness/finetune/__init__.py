@@ -16,5 +16,16 @@ from harness.finetune.data import (
 )
 from harness.finetune.train import FinetuneResult, FinetuneSettings, completion_loss, run_finetune
 
-__all__ = ["Example", "FinetuneResult", "FinetuneSettings", "TrainData", "collate", "completion_loss",
-           "encode_example", "load_train_data", "read_jsonl_pairs", "run_finetune", "task_pairs"]
+__all__ = [
+    "Example",
+    "FinetuneResult",
+    "FinetuneSettings",
+    "TrainData",
+    "collate",
+    "completion_loss",
+    "encode_example",
+    "load_train_data",
+    "read_jsonl_pairs",
+    "run_finetune",
+    "task_pairs",
+]

@@ -16,18 +16,23 @@ def loss_svg(history: list, width: int = 480, height: int = 200) -> str:
     lo, hi = min(losses), max(losses)
     span_x = max(steps[-1] - steps[0], 1)
     span_y = (hi - lo) or 1.0
-    points = " ".join(f"{pad + (s - steps[0]) / span_x * (width - 2 * pad):.1f},"
-                      f"{height - pad - (v - lo) / span_y * (height - 2 * pad):.1f}" for s, v in history)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">\n'
-            f'<rect width="100%" height="100%" fill="white"/>\n'
-            f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>\n'
-            f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>\n'
-            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{points}"/>\n'
-            f'<text x="{pad}" y="{pad - 8}">loss {hi:.3f}</text>\n'
-            f'<text x="{pad}" y="{height - 8}">step {steps[0]}: min {lo:.3f}</text>\n'
-            f'<text x="{width - pad}" y="{height - 8}" text-anchor="end">step {steps[-1]}</text>\n'
-            f'</svg>\n')
+    points = " ".join(
+        f"{pad + (s - steps[0]) / span_x * (width - 2 * pad):.1f},"
+        f"{height - pad - (v - lo) / span_y * (height - 2 * pad):.1f}"
+        for s, v in history
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">\n'
+        f'<rect width="100%" height="100%" fill="white"/>\n'
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>\n'
+        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>\n'
+        f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{points}"/>\n'
+        f'<text x="{pad}" y="{pad - 8}">loss {hi:.3f}</text>\n'
+        f'<text x="{pad}" y="{height - 8}">step {steps[0]}: min {lo:.3f}</text>\n'
+        f'<text x="{width - pad}" y="{height - 8}" text-anchor="end">step {steps[-1]}</text>\n'
+        f"</svg>\n"
+    )
 
 
 def card_markdown(card: dict[str, Any]) -> str:

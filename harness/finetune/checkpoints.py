@@ -39,8 +39,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(state["numpy"])
 
 
-def save_checkpoint(out: Path, step: int, model, optimizer, scheduler, position: dict[str, Any],
-                    history: list, extra: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(
+    out: Path,
+    step: int,
+    model,
+    optimizer,
+    scheduler,
+    position: dict[str, Any],
+    history: list,
+    extra: dict[str, Any],
+    keep: int = 2,
+) -> Path:
     """OUT/checkpoints/step-N, written to a temporary folder and renamed into place (atomic)."""
     import torch
 
@@ -48,8 +57,18 @@ def save_checkpoint(out: Path, step: int, model, optimizer, scheduler, position:
     tmp = out / CHECKPOINTS / f".step-{step}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": rng_state(), "position": position, "history": history, **extra}, tmp / STATE)
+    torch.save(
+        {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng_state(),
+            "position": position,
+            "history": history,
+            **extra,
+        },
+        tmp / STATE,
+    )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for _, old in list_checkpoints(out)[:-keep]:  # the last few are enough to resume

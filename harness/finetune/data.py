@@ -41,9 +41,12 @@ def read_jsonl_pairs(path: str | os.PathLike) -> TrainData:
                 row = json.loads(line)
             except ValueError as exc:
                 raise UserError(f"--data {path}: line {number} is not JSON ({exc})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) \
-                    or not isinstance(row.get("completion"), str):
-                raise UserError(f"--data {path}: line {number} needs string fields \"prompt\" and \"completion\"")
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("prompt"), str)
+                or not isinstance(row.get("completion"), str)
+            ):
+                raise UserError(f'--data {path}: line {number} needs string fields "prompt" and "completion"')
             if not row["completion"]:
                 raise UserError(f"--data {path}: line {number} has an empty completion (nothing to learn)")
             examples.append(Example(row["prompt"], row["completion"]))
@@ -52,8 +55,9 @@ def read_jsonl_pairs(path: str | os.PathLike) -> TrainData:
     return TrainData(examples, {"kind": "jsonl", "path": str(file.resolve()), "sha256": file_sha256(file)})
 
 
-def task_pairs(task_name: str, split: str, data_dir: str | None = None,
-               include_paths: tuple[str, ...] = ()) -> TrainData:
+def task_pairs(
+    task_name: str, split: str, data_dir: str | None = None, include_paths: tuple[str, ...] = ()
+) -> TrainData:
     """(zero-shot prompt, target_delimiter + target) per doc of a task's split: what evaluation scores."""
     from harness.adapters import task_hooks
     from harness.mirror import resolve_data_dir
@@ -91,12 +95,25 @@ def task_pairs(task_name: str, split: str, data_dir: str | None = None,
             target = target[0]
         examples.append(Example(prompt, cfg.target_delimiter + str(target)))
     content = json_sha256([[e.prompt, e.completion] for e in examples])
-    return TrainData(examples, {"kind": "task", "task": task.config.task, "split": split,
-                                "data_dir": str(root) if root else None, "sha256": content})
+    return TrainData(
+        examples,
+        {
+            "kind": "task",
+            "task": task.config.task,
+            "split": split,
+            "data_dir": str(root) if root else None,
+            "sha256": content,
+        },
+    )
 
 
-def load_train_data(data: str | None, task: str | None, split: str = "validation", data_dir: str | None = None,
-                    include_paths: tuple[str, ...] = ()) -> TrainData:
+def load_train_data(
+    data: str | None,
+    task: str | None,
+    split: str = "validation",
+    data_dir: str | None = None,
+    include_paths: tuple[str, ...] = (),
+) -> TrainData:
     """`--data FILE.jsonl` or `--task NAME --split SPLIT`: exactly one of them."""
     if bool(data) == bool(task):
         raise UserError("give training data: --data FILE.jsonl or --task NAME (one of them)")
@@ -116,12 +133,15 @@ def encode_example(tokenizer, example: Example, max_length: int, add_eos: bool =
         prompt, completion = prompt[:-spaces], prompt[-spaces:] + completion
     whole = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-    completion_ids = whole[len(prompt_ids):]
+    completion_ids = whole[len(prompt_ids) :]
     if add_eos and tokenizer.eos_token_id is not None:
         completion_ids = completion_ids + [tokenizer.eos_token_id]
     completion_ids = completion_ids[:max_length]
-    prompt_ids = prompt_ids[max(0, len(prompt_ids) - (max_length - len(completion_ids))):] \
-        if max_length > len(completion_ids) else []
+    prompt_ids = (
+        prompt_ids[max(0, len(prompt_ids) - (max_length - len(completion_ids))) :]
+        if max_length > len(completion_ids)
+        else []
+    )
     return prompt_ids + completion_ids, [-100] * len(prompt_ids) + completion_ids
 
 
@@ -161,7 +181,7 @@ def length_grouped_order(lengths: list[int], batch_size: int, seed: int) -> list
     window = batch_size * 64
     batches = []
     for start in range(0, len(order), window):
-        part = sorted(order[start:start + window], key=lambda i: -lengths[i])
-        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+        part = sorted(order[start : start + window], key=lambda i: -lengths[i])
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     return [i for b in batches for i in b]

@@ -76,10 +76,18 @@ def _peft_config(s: FinetuneSettings):
         return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=s.num_virtual_tokens)
     targets = None
     if s.target_modules:
-        targets = "all-linear" if s.target_modules == "all-linear" else \
-            [t.strip() for t in s.target_modules.split(",") if t.strip()]
-    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=s.lora_r, lora_alpha=s.lora_alpha,
-                      lora_dropout=s.lora_dropout, target_modules=targets)
+        targets = (
+            "all-linear"
+            if s.target_modules == "all-linear"
+            else [t.strip() for t in s.target_modules.split(",") if t.strip()]
+        )
+    return LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=s.lora_r,
+        lora_alpha=s.lora_alpha,
+        lora_dropout=s.lora_dropout,
+        target_modules=targets,
+    )
 
 
 def completion_loss(model, batch):
@@ -115,8 +123,9 @@ def _mean_loss(model, batches) -> float | None:
     return total / count if count else None
 
 
-def run_finetune(data: TrainData, out: str | os.PathLike, settings: FinetuneSettings, progress: bool = True,
-                 say=print) -> FinetuneResult:
+def run_finetune(
+    data: TrainData, out: str | os.PathLike, settings: FinetuneSettings, progress: bool = True, say=print
+) -> FinetuneResult:
     """Train a PEFT adapter on data into `out`; running it again resumes from the last checkpoint."""
     import torch
     from peft import get_peft_model
@@ -135,10 +144,14 @@ def run_finetune(data: TrainData, out: str | os.PathLike, settings: FinetuneSett
     if recorded.is_file():
         before = json.loads(recorded.read_text(encoding="utf-8"))
         if before != _settings_record(settings):
-            changed = sorted(k for k in set(before) | set(_settings_record(settings))
-                             if before.get(k) != _settings_record(settings).get(k))
-            raise UserError(f"--out {out}: holds a run with other settings ({', '.join(changed)}); "
-                            f"use another --out or delete it")
+            changed = sorted(
+                k
+                for k in set(before) | set(_settings_record(settings))
+                if before.get(k) != _settings_record(settings).get(k)
+            )
+            raise UserError(
+                f"--out {out}: holds a run with other settings ({', '.join(changed)}); use another --out or delete it"
+            )
         if (out / CARD).is_file():
             card = json.loads((out / CARD).read_text(encoding="utf-8"))
             return FinetuneResult(out, None, True, card)
@@ -154,16 +167,22 @@ def run_finetune(data: TrainData, out: str | os.PathLike, settings: FinetuneSett
     tokenizer = loaded.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     encoded = [encode_example(tokenizer, e, settings.max_length) for e in data.examples]
-    truncated = sum(len(tokenizer(e.prompt + e.completion, add_special_tokens=False)["input_ids"]) + 1
-                    > settings.max_length for e in data.examples)
+    truncated = sum(
+        len(tokenizer(e.prompt + e.completion, add_special_tokens=False)["input_ids"]) + 1 > settings.max_length
+        for e in data.examples
+    )
     if truncated:
-        say(f"{truncated} of {len(encoded)} examples are longer than --max-length {settings.max_length}: "
-            f"their prompts lose their oldest tokens")
+        say(
+            f"{truncated} of {len(encoded)} examples are longer than --max-length {settings.max_length}: "
+            f"their prompts lose their oldest tokens"
+        )
     train = [encoded[i] for i in train_idx]
     held = [encoded[i] for i in held_idx]
     device = loaded.model.device
-    held_batches = [{k: v.to(device) for k, v in collate(held[i:i + settings.batch_size], pad_id).items()}
-                    for i in range(0, len(held), settings.batch_size)]
+    held_batches = [
+        {k: v.to(device) for k, v in collate(held[i : i + settings.batch_size], pad_id).items()}
+        for i in range(0, len(held), settings.batch_size)
+    ]
 
     model = get_peft_model(loaded.model, _peft_config(settings))
     model.train()
@@ -193,8 +212,7 @@ def run_finetune(data: TrainData, out: str | os.PathLike, settings: FinetuneSett
     def order_of(epoch: int) -> list[int]:
         return length_grouped_order(lengths, settings.batch_size, settings.seed * 1000003 + epoch)
 
-    bar = tqdm(total=total_steps, initial=step, desc="finetune", unit="step", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, desc="finetune", unit="step", disable=not progress, dynamic_ncols=True)
     epoch, batch_no = position["epoch"], position["batch"]
     order = order_of(epoch)
     while step < total_steps:
@@ -203,7 +221,7 @@ def run_finetune(data: TrainData, out: str | os.PathLike, settings: FinetuneSett
             if batch_no >= batches_per_epoch:
                 epoch, batch_no = epoch + 1, 0
                 order = order_of(epoch)
-            rows = order[batch_no * settings.batch_size:(batch_no + 1) * settings.batch_size]
+            rows = order[batch_no * settings.batch_size : (batch_no + 1) * settings.batch_size]
             batch_no += 1
             batch = {k: v.to(device) for k, v in collate([train[i] for i in rows], pad_id).items()}
             loss = completion_loss(model, batch)
@@ -220,8 +238,16 @@ def run_finetune(data: TrainData, out: str | os.PathLike, settings: FinetuneSett
         bar.set_postfix(loss=f"{loss_sum / micro:.4f}", epoch=f"{step / steps_per_epoch:.2f}")
         if step % settings.save_every == 0 or step == total_steps:
             # values known before training (held-out loss before) ride along in every checkpoint
-            save_checkpoint(out, step, model, optimizer, scheduler, {"epoch": epoch, "batch": batch_no},
-                            history, {"holdout_loss_before": holdout_before})
+            save_checkpoint(
+                out,
+                step,
+                model,
+                optimizer,
+                scheduler,
+                {"epoch": epoch, "batch": batch_no},
+                history,
+                {"holdout_loss_before": holdout_before},
+            )
     bar.close()
 
     holdout_after = _mean_loss(model, held_batches)
@@ -231,8 +257,13 @@ def run_finetune(data: TrainData, out: str | os.PathLike, settings: FinetuneSett
         "method": settings.method,
         "peft_type": model.peft_config["default"].peft_type.value,
         "base_model": {k: loaded.identity.get(k) for k in ("name", "sha256", "hub_id", "revision", "architecture")},
-        "data": {**data.source, "examples": len(data.examples), "train": len(train), "holdout": len(held),
-                 "truncated": truncated},
+        "data": {
+            **data.source,
+            "examples": len(data.examples),
+            "train": len(train),
+            "holdout": len(held),
+            "truncated": truncated,
+        },
         "hyperparameters": {k: v for k, v in asdict(settings).items() if k not in ("data", "model")},
         "steps": total_steps,
         "steps_per_epoch": steps_per_epoch,

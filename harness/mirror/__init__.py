@@ -26,8 +26,15 @@ from harness.errors import DataUnavailableError
 from harness.mirror import bbh, dialogsum, glue, gsm8k, mmlu, nq_open, samsum, squad, wikitext
 from harness.mirror.layout import Layout, guard_absent_fewshot_split, mirror_dataset_dict
 
-__all__ = ["LAYOUTS", "Layout", "guard_absent_fewshot_split", "load_from_mirror", "mirror_dataset_dict",
-           "mirror_source", "resolve_data_dir"]
+__all__ = [
+    "LAYOUTS",
+    "Layout",
+    "guard_absent_fewshot_split",
+    "load_from_mirror",
+    "mirror_dataset_dict",
+    "mirror_source",
+    "resolve_data_dir",
+]
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 
@@ -87,7 +94,8 @@ def load_from_mirror(root: Path, path: str, name: str | None, **_task_metadata: 
                 held = f"; the mirror's {layout.description.split(':')[0]} hold {', '.join(present) or 'nothing'}"
         raise DataUnavailableError(
             f"dataset {path}{'/' + name if name else ''} is not in the mirror {root}: looked for "
-            + ", ".join(e for e in expected if e) + held
+            + ", ".join(e for e in expected if e)
+            + held
         )
     if (folder / "dataset_dict.json").exists():
         return datasets.load_from_disk(str(folder))

@@ -23,7 +23,6 @@ def load_bbh_original(root: Path, name: str | None):
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 
-
 LAYOUTS = {
     "SaylorTwift/bbh": Layout("bbh/bbh", load_bbh_original, "BIG-Bench-Hard task JSONs: bbh/bbh/<task>.json"),
     "lukaemon/bbh": Layout("bbh/bbh", load_bbh_original, "as SaylorTwift/bbh"),

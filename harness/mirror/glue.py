@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import DataUnavailableError
 from harness.mirror.layout import Layout, mirror_dataset_dict
@@ -35,25 +36,56 @@ class GlueConfig:
 
 GLUE_CONFIGS = {
     # CoLA's dev.tsv has no header: source code, label, original label, sentence
-    "cola": GlueConfig("CoLA", {"sentence": "sentence"}, "is_acceptable", ("unacceptable", "acceptable"),
-                       {"validation": "dev.tsv"}),
+    "cola": GlueConfig(
+        "CoLA", {"sentence": "sentence"}, "is_acceptable", ("unacceptable", "acceptable"), {"validation": "dev.tsv"}
+    ),
     "sst2": GlueConfig("SST-2", {"sentence": "sentence"}, "label", ("negative", "positive"), {"validation": "dev.tsv"}),
-    "mrpc": GlueConfig("MRPC", {"sentence1": "#1 String", "sentence2": "#2 String"}, "Quality",
-                       ("not_equivalent", "equivalent"), {"validation": "dev.tsv"}),
-    "qqp": GlueConfig("QQP", {"question1": "question1", "question2": "question2"}, "is_duplicate",
-                      ("not_duplicate", "duplicate"), {"validation": "dev.tsv"}),
-    "stsb": GlueConfig("STS-B", {"sentence1": "sentence1", "sentence2": "sentence2"}, "score", None,
-                       {"validation": "dev.tsv"}),
-    "mnli": GlueConfig("MNLI", {"premise": "sentence1", "hypothesis": "sentence2"}, "gold_label",
-                       ("entailment", "neutral", "contradiction"),
-                       {"validation_matched": "dev_matched.tsv", "validation_mismatched": "dev_mismatched.tsv"},
-                       ("train", "validation_matched", "validation_mismatched", "test_matched", "test_mismatched")),
-    "qnli": GlueConfig("QNLI", {"question": "question", "sentence": "sentence"}, "label",
-                       ("entailment", "not_entailment"), {"validation": "dev.tsv"}),
-    "rte": GlueConfig("RTE", {"sentence1": "sentence1", "sentence2": "sentence2"}, "label",
-                      ("entailment", "not_entailment"), {"validation": "dev.tsv"}),
-    "wnli": GlueConfig("WNLI", {"sentence1": "sentence1", "sentence2": "sentence2"}, "label",
-                       ("not_entailment", "entailment"), {"validation": "dev.tsv"}),
+    "mrpc": GlueConfig(
+        "MRPC",
+        {"sentence1": "#1 String", "sentence2": "#2 String"},
+        "Quality",
+        ("not_equivalent", "equivalent"),
+        {"validation": "dev.tsv"},
+    ),
+    "qqp": GlueConfig(
+        "QQP",
+        {"question1": "question1", "question2": "question2"},
+        "is_duplicate",
+        ("not_duplicate", "duplicate"),
+        {"validation": "dev.tsv"},
+    ),
+    "stsb": GlueConfig(
+        "STS-B", {"sentence1": "sentence1", "sentence2": "sentence2"}, "score", None, {"validation": "dev.tsv"}
+    ),
+    "mnli": GlueConfig(
+        "MNLI",
+        {"premise": "sentence1", "hypothesis": "sentence2"},
+        "gold_label",
+        ("entailment", "neutral", "contradiction"),
+        {"validation_matched": "dev_matched.tsv", "validation_mismatched": "dev_mismatched.tsv"},
+        ("train", "validation_matched", "validation_mismatched", "test_matched", "test_mismatched"),
+    ),
+    "qnli": GlueConfig(
+        "QNLI",
+        {"question": "question", "sentence": "sentence"},
+        "label",
+        ("entailment", "not_entailment"),
+        {"validation": "dev.tsv"},
+    ),
+    "rte": GlueConfig(
+        "RTE",
+        {"sentence1": "sentence1", "sentence2": "sentence2"},
+        "label",
+        ("entailment", "not_entailment"),
+        {"validation": "dev.tsv"},
+    ),
+    "wnli": GlueConfig(
+        "WNLI",
+        {"sentence1": "sentence1", "sentence2": "sentence2"},
+        "label",
+        ("not_entailment", "entailment"),
+        {"validation": "dev.tsv"},
+    ),
 }
 
 
@@ -63,7 +95,7 @@ def read_glue_tsv(path: Path, config: GlueConfig) -> list[dict]:
     # utf-8-sig: GLUE's MRPC dev.tsv starts with a BOM (the hub script skips it too)
     with open(path, encoding="utf-8-sig") as f:
         headerless = config.folder == "CoLA"
-        reader = (csv.reader if headerless else csv.DictReader)(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader: Any = (csv.reader if headerless else csv.DictReader)(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         for n, row in enumerate(reader):
             if headerless:
                 row = {"sentence": row[3], "is_acceptable": row[1]}
@@ -90,8 +122,9 @@ def glue_features(config: GlueConfig):
     import datasets
 
     features = {name: datasets.Value("string") for name in config.text}
-    features["label"] = (datasets.ClassLabel(names=list(config.label_classes)) if config.label_classes
-                         else datasets.Value("float32"))
+    features["label"] = (
+        datasets.ClassLabel(names=list(config.label_classes)) if config.label_classes else datasets.Value("float32")
+    )
     features["idx"] = datasets.Value("int32")
     return datasets.Features(features)
 

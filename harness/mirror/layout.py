@@ -28,11 +28,11 @@ class Layout:
             return False
         if self.configs is None:
             return True
-        return name in self.configs and (root / self.configs[name]).exists()
+        return name is not None and name in self.configs and (root / self.configs[name]).exists()
 
     def where(self, root: Path, name: str | None) -> Path:
         """The path that holds config `name` (the marker when the release is not per config)."""
-        if self.configs is not None and name in self.configs:
+        if self.configs is not None and name is not None and name in self.configs:
             return root / self.configs[name]
         return root / self.marker
 

@@ -31,7 +31,12 @@ def load_mmlu_hendrycks(root: Path, name: str | None):
             with open(path, newline="", encoding="utf-8") as f:
                 for question, a, b, c, d, answer in csv.reader(f):
                     rows.append(
-                        {"question": question, "subject": subject, "choices": [a, b, c, d], "answer": "ABCD".index(answer)}
+                        {
+                            "question": question,
+                            "subject": subject,
+                            "choices": [a, b, c, d],
+                            "answer": "ABCD".index(answer),
+                        }
                     )
         splits[split] = datasets.Dataset.from_list(rows, features=_mmlu_features())
     return datasets.DatasetDict(splits)
@@ -50,9 +55,10 @@ def _mmlu_features():
     )
 
 
-
 LAYOUTS = {
-    "cais/mmlu": Layout("mmlu/data/test", load_mmlu_hendrycks, "Hendrycks MMLU CSVs: mmlu/data/{test,dev,val}/<subject>_<split>.csv"),
+    "cais/mmlu": Layout(
+        "mmlu/data/test", load_mmlu_hendrycks, "Hendrycks MMLU CSVs: mmlu/data/{test,dev,val}/<subject>_<split>.csv"
+    ),
     # lm-eval's older MMLU YAMLs name this copy of cais/mmlu
     "hails/mmlu_no_train": Layout("mmlu/data/test", load_mmlu_hendrycks, "as cais/mmlu"),
 }

@@ -21,7 +21,9 @@ def nq_open_features():
     """google-research-datasets/nq_open's features."""
     import datasets
 
-    return datasets.Features({"question": datasets.Value("string"), "answer": datasets.Sequence(datasets.Value("string"))})
+    return datasets.Features(
+        {"question": datasets.Value("string"), "answer": datasets.Sequence(datasets.Value("string"))}
+    )
 
 
 def load_nq_open(root: Path, name: str | None):
@@ -34,8 +36,9 @@ def load_nq_open(root: Path, name: str | None):
         rows = [json.loads(line) for line in f if line.strip()]
     rows = [{"question": r["question"], "answer": r["answer"]} for r in rows]
     validation = datasets.Dataset.from_list(rows, features=nq_open_features())
-    return mirror_dataset_dict({"validation": validation}, absent=["train"],
-                               source=f"google-research-datasets/nq_open in the mirror {root}")
+    return mirror_dataset_dict(
+        {"validation": validation}, absent=["train"], source=f"google-research-datasets/nq_open in the mirror {root}"
+    )
 
 
 _DESCRIPTION = "original NQ-open dev JSONL: nq_open/NQ-open.dev.jsonl"

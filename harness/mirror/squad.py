@@ -28,8 +28,10 @@ def read_squad_json(path: Path) -> list[dict]:
             "title": article.get("title", ""),
             "context": paragraph["context"],
             "question": qa["question"],
-            "answers": {"text": [a["text"] for a in qa["answers"]],
-                        "answer_start": [a["answer_start"] for a in qa["answers"]]},
+            "answers": {
+                "text": [a["text"] for a in qa["answers"]],
+                "answer_start": [a["answer_start"] for a in qa["answers"]],
+            },
         }
         for article in articles
         for paragraph in article["paragraphs"]
@@ -47,9 +49,7 @@ def squad_features():
             "title": datasets.Value("string"),
             "context": datasets.Value("string"),
             "question": datasets.Value("string"),
-            "answers": datasets.Sequence(
-                {"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}
-            ),
+            "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
         }
     )
 
@@ -62,8 +62,9 @@ def load_squad_v11(root: Path, name: str | None):
         raise DataUnavailableError(f"SQuAD v1.1 has one config, '{SQUAD_CONFIG}', not '{name}'")
     rows = read_squad_json(root / SQUAD_DEV)
     validation = datasets.Dataset.from_list(rows, features=squad_features())
-    return mirror_dataset_dict({"validation": validation}, absent=["train"],
-                               source=f"rajpurkar/squad in the mirror {root}")
+    return mirror_dataset_dict(
+        {"validation": validation}, absent=["train"], source=f"rajpurkar/squad in the mirror {root}"
+    )
 
 
 _DESCRIPTION = "official SQuAD v1.1 dev JSON: squad/dev-v1.1.json"

@@ -23,7 +23,8 @@ TEST_FILES = {
 
 def split_wikitext_pages(text: str) -> list[str]:
     """Pages of a WikiText file, exactly as the hub's wikitext_document_level script cuts them."""
-    pages, lines = [], []
+    pages: list[str] = []
+    lines: list[str] = []
     for line in text.split("\n"):
         heading = line.replace("= = =", "===").replace("= =", "==").strip()
         if heading.startswith("= ") and heading.endswith(" ="):  # a page title; sections are "== x =="
@@ -42,7 +43,8 @@ def load_wikitext_pages(root: Path, name: str | None):
 
     if name not in TEST_FILES:
         raise DataUnavailableError(
-            f"WikiText config '{name}' is not in the mirror (it has {', '.join(TEST_FILES)}; test split only)")
+            f"WikiText config '{name}' is not in the mirror (it has {', '.join(TEST_FILES)}; test split only)"
+        )
     path = root / TEST_FILES[name]
     if not path.exists():
         raise DataUnavailableError(f"WikiText {name}: {path} is missing from the mirror")
@@ -50,13 +52,19 @@ def load_wikitext_pages(root: Path, name: str | None):
     with open(path, encoding="utf-8") as f:
         pages = split_wikitext_pages(f.read())
     test = datasets.Dataset.from_dict({"page": pages}, features=datasets.Features({"page": datasets.Value("string")}))
-    return mirror_dataset_dict({"test": test}, ("train", "validation"),
-                               source=f"EleutherAI/wikitext_document_level/{name} in the mirror {root}")
+    return mirror_dataset_dict(
+        {"test": test},
+        ("train", "validation"),
+        source=f"EleutherAI/wikitext_document_level/{name} in the mirror {root}",
+    )
 
 
 LAYOUTS = {
     "EleutherAI/wikitext_document_level": Layout(
-        "wikitext", load_wikitext_pages,
+        "wikitext",
+        load_wikitext_pages,
         "WikiText-2 test files: wikitext/wikitext-2-raw-reconstructed/wiki.test.raw (RECONSTRUCTED raw), "
-        "wikitext/wikitext-2/wiki.test.tokens", configs=TEST_FILES),
+        "wikitext/wikitext-2/wiki.test.tokens",
+        configs=TEST_FILES,
+    ),
 }

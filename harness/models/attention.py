@@ -31,10 +31,18 @@ NAME = "harness_sdpa"
 QUERY_BLOCK = 64  # the best of the sizes tried (blocks of more than 512 keys fall back to the kernel's own split)
 
 
-def blocked_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                 attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                 is_causal: bool | None = None, shared_prefix: list | None = None,
-                 **kwargs: Any) -> tuple[torch.Tensor, None]:
+def blocked_sdpa(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    shared_prefix: list | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
     """transformers' attention-function signature: query (batch, heads, q, dim), key/value (batch,
     kv heads, cached + q, dim), the 4D mask (or None: plain causal); returns (batch, q, heads, dim).
     With shared_prefix (per layer: the prefix's keys and values, batch of one), key/value hold the
@@ -42,46 +50,77 @@ def blocked_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
     if shared_prefix is not None:
-        prefix_key, prefix_value = shared_prefix[module.layer_idx]
+        prefix_key, prefix_value = shared_prefix[int(module.layer_idx)]  # type: ignore[arg-type]
         if _cascade_applies(module, prefix_key.shape[2], attention_mask, dropout, is_causal, kwargs):
             return _cascade(module, query, key, value, prefix_key, prefix_value, attention_mask, scaling), None
         rows = query.shape[0]
         key = torch.cat([prefix_key.expand(rows, -1, -1, -1), key], dim=2)
         value = torch.cat([prefix_value.expand(rows, -1, -1, -1), value], dim=2)
     q_len, kv_len = query.shape[2], key.shape[2]
-    if (q_len <= QUERY_BLOCK or kv_len < q_len or is_causal is False or _unsupported(module, dropout, kwargs)
-            or (attention_mask is not None and attention_mask.dim() != 4)):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+    if (
+        q_len <= QUERY_BLOCK
+        or kv_len < q_len
+        or is_causal is False
+        or _unsupported(module, dropout, kwargs)
+        or (attention_mask is not None and attention_mask.dim() != 4)
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     cached = kv_len - q_len
     if attention_mask is None:  # causal after the cached prefix
         attention_mask = torch.ones(q_len, kv_len, dtype=torch.bool, device=query.device).tril(cached)[None, None]
-    out = _by_query_blocks(torch.nn.functional.scaled_dot_product_attention, query, key, value, attention_mask,
-                           cached, scaling)
+    out = _by_query_blocks(
+        torch.nn.functional.scaled_dot_product_attention, query, key, value, attention_mask, cached, scaling
+    )
     return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None
 
 
-def _by_query_blocks(attend, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
-                     cached: int, scaling: float | None) -> list:
+def _by_query_blocks(
+    attend,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor,
+    cached: int,
+    scaling: float | None,
+) -> list:
     """attend(...) per block of QUERY_BLOCK queries [a, b), against keys [0, cached + b) only: a
     query never sees a later column (see the module's doc)."""
     blocks = []
     for a in range(0, query.shape[2], QUERY_BLOCK):
         end = cached + a + QUERY_BLOCK
-        blocks.append(attend(query[:, :, a : a + QUERY_BLOCK], key[:, :, :end], value[:, :, :end],
-                             attn_mask=mask[:, :, a : a + QUERY_BLOCK, :end], scale=scaling))
+        blocks.append(
+            attend(
+                query[:, :, a : a + QUERY_BLOCK],
+                key[:, :, :end],
+                value[:, :, :end],
+                attn_mask=mask[:, :, a : a + QUERY_BLOCK, :end],
+                scale=scaling,
+            )
+        )
     return blocks
 
 
 def _unsupported(module: torch.nn.Module, dropout: float, kwargs: dict) -> bool:
-    return bool(dropout or not getattr(module, "is_causal", True) or kwargs.get("output_attentions")
-                or any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "cache")))
+    return bool(
+        dropout
+        or not getattr(module, "is_causal", True)
+        or kwargs.get("output_attentions")
+        or any(kwargs.get(k) is not None for k in ("position_bias", "softcap", "cache"))
+    )
 
 
-def _cascade_applies(module: torch.nn.Module, cached: int, attention_mask: torch.Tensor | None, dropout: float,
-                     is_causal: bool | None, kwargs: dict) -> bool:
+def _cascade_applies(
+    module: torch.nn.Module,
+    cached: int,
+    attention_mask: torch.Tensor | None,
+    dropout: float,
+    is_causal: bool | None,
+    kwargs: dict,
+) -> bool:
     """Every query sees every prefix column (mask None is causal after the prefix)."""
     if _unsupported(module, dropout, kwargs) or is_causal is False:
         return False
@@ -93,9 +132,16 @@ def _cascade_applies(module: torch.nn.Module, cached: int, attention_mask: torch
     return bool(seen.all()) if seen.dtype == torch.bool else not bool(seen.any())
 
 
-def _cascade(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-             prefix_key: torch.Tensor, prefix_value: torch.Tensor, attention_mask: torch.Tensor | None,
-             scaling: float | None) -> torch.Tensor:
+def _cascade(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    prefix_key: torch.Tensor,
+    prefix_value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None,
+) -> torch.Tensor:
     """Attention over prefix + own columns as two calls merged by log-sum-exp (see the module's doc)."""
     from transformers.integrations.sdpa_attention import repeat_kv
 
@@ -115,7 +161,9 @@ def _cascade(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, va
     else:
         own = attention_mask[..., cached:]
         if own.dtype == torch.bool:  # the kernel takes additive masks of the query's dtype
-            own = torch.zeros(own.shape, dtype=query.dtype, device=own.device).masked_fill(~own, torch.finfo(query.dtype).min)
+            own = torch.zeros(own.shape, dtype=query.dtype, device=own.device).masked_fill(
+                ~own, torch.finfo(query.dtype).min
+            )
         parts = _by_query_blocks(flash, query, key, value, own, 0, scaling)
         out_o, lse_o = torch.cat([p[0] for p in parts], dim=2), torch.cat([p[1] for p in parts], dim=2)
     lse = torch.logaddexp(lse_p, lse_o)
@@ -143,8 +191,9 @@ def shared_prefix_view(cache: Any) -> tuple[Any, list] | None:
     import copy
 
     if type(cache).__name__ != "DynamicCache" or any(
-            type(layer).__name__ != "DynamicLayer" or layer.keys is None or layer.keys.shape[0] != 1
-            for layer in cache.layers):
+        type(layer).__name__ != "DynamicLayer" or layer.keys is None or layer.keys.shape[0] != 1
+        for layer in cache.layers
+    ):
         return None
     view = copy.copy(cache)
     view.layers = [SharedPrefixLayer(layer) for layer in cache.layers]

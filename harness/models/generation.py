@@ -35,8 +35,19 @@ from harness.lm_eval_compat import handle_stop_sequences, normalize_gen_kwargs
 
 # Settings a user may give with --gen-kwargs (task YAMLs may name any key model.generate takes).
 GEN_KWARGS = {
-    "temperature", "top_p", "top_k", "min_p", "do_sample", "max_gen_toks", "until", "seed",
-    "frequency_penalty", "presence_penalty", "num_beams", "repetition_penalty", "min_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "do_sample",
+    "max_gen_toks",
+    "until",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "num_beams",
+    "repetition_penalty",
+    "min_new_tokens",
 }
 GEN_KWARGS_ALIASES = {"max_new_tokens": "max_gen_toks", "stop": "until"}
 PENALTY_RANGE = (-2.0, 2.0)  # OpenAI's documented range for frequency_penalty / presence_penalty
@@ -79,13 +90,19 @@ _CHECKS = {
     "min_p": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "do_sample": (lambda v: isinstance(v, bool), "true or false"),
     "max_gen_toks": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "until": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)),
-              "a string or a list of strings"),
+    "until": (
+        lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)),
+        "a string or a list of strings",
+    ),
     "seed": (_is_int, "an integer"),
-    "frequency_penalty": (lambda v: _is_number(v) and PENALTY_RANGE[0] <= v <= PENALTY_RANGE[1],
-                          "a number from -2 to 2 (OpenAI's range)"),
-    "presence_penalty": (lambda v: _is_number(v) and PENALTY_RANGE[0] <= v <= PENALTY_RANGE[1],
-                         "a number from -2 to 2 (OpenAI's range)"),
+    "frequency_penalty": (
+        lambda v: _is_number(v) and PENALTY_RANGE[0] <= v <= PENALTY_RANGE[1],
+        "a number from -2 to 2 (OpenAI's range)",
+    ),
+    "presence_penalty": (
+        lambda v: _is_number(v) and PENALTY_RANGE[0] <= v <= PENALTY_RANGE[1],
+        "a number from -2 to 2 (OpenAI's range)",
+    ),
     "num_beams": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "repetition_penalty": (lambda v: _is_number(v) and v > 0, "a number > 0"),
     "min_new_tokens": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
@@ -120,11 +137,17 @@ class GenerationSettings:
 
     def record(self) -> dict[str, Any]:
         """The settings used, JSON-ready, with the origin of each."""
-        used = {"do_sample": self.do_sample, "max_gen_toks": self.max_gen_toks, "until": list(self.until),
-                "frequency_penalty": self.frequency_penalty, "presence_penalty": self.presence_penalty}
+        used = {
+            "do_sample": self.do_sample,
+            "max_gen_toks": self.max_gen_toks,
+            "until": list(self.until),
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+        }
         if self.do_sample:
-            used.update(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-                        seed=self.seed)
+            used.update(
+                temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p, seed=self.seed
+            )
         used.update(self.extra)
         return {"settings": used, "origin": {k: self.origin.get(k, FROM_REQUEST) for k in used}}
 
@@ -135,7 +158,7 @@ class GenerationSettings:
             processors.append(OpenAIPenaltyLogitsProcessor(prompt_len, self.frequency_penalty, self.presence_penalty))
         if self.do_sample:
             # transformers' own warpers, in the order and on the conditions model.generate applies them
-            if self.temperature != 1.0:
+            if self.temperature is not None and self.temperature != 1.0:  # never None when sampling
                 processors.append(TemperatureLogitsWarper(self.temperature))
             if self.top_k:
                 processors.append(TopKLogitsWarper(self.top_k))
@@ -180,7 +203,7 @@ def resolve_generation(
     do_sample = bool(norm.pop("do_sample"))
     origin["do_sample"] = FROM_REQUEST if "do_sample" in given else FROM_LM_EVAL
     norm.pop("max_length", None)  # HF's prompt+generation length: max_gen_toks says it
-    penalties = {}
+    penalties: dict[str, Any] = {}
     for key in ("frequency_penalty", "presence_penalty"):
         penalties[key] = float(norm.pop(key, None) or 0.0)
         origin[key] = FROM_REQUEST if key in given else FROM_OFF
@@ -206,15 +229,21 @@ def resolve_generation(
             raise BadOptionError(f"{where}: sampling with num_beams > 1 is not supported; use one or the other")
         unsupported = [k for k in UNSUPPORTED_WARPERS if norm.get(k) is not None]
         if unsupported:
-            raise BadOptionError(f"{where}: {', '.join(unsupported)} not supported with sampling "
-                                 "(supported: temperature, top_k, top_p, min_p)")
-    if model_config is not None and "repetition_penalty" not in norm and \
-            getattr(model_config, "repetition_penalty", None) not in (None, 1.0):
+            raise BadOptionError(
+                f"{where}: {', '.join(unsupported)} not supported with sampling "
+                "(supported: temperature, top_k, top_p, min_p)"
+            )
+    if (
+        model_config is not None
+        and "repetition_penalty" not in norm
+        and getattr(model_config, "repetition_penalty", None) not in (None, 1.0)
+    ):
         # model.generate applies it from the model's generation_config (as under HFLM): record it
         norm["repetition_penalty"] = model_config.repetition_penalty
         origin["repetition_penalty"] = FROM_MODEL
-    return GenerationSettings(until=until, max_gen_toks=max_gen_toks, do_sample=do_sample, extra=norm,
-                              origin=origin, **penalties, **sampling)
+    return GenerationSettings(
+        until=until, max_gen_toks=max_gen_toks, do_sample=do_sample, extra=norm, origin=origin, **penalties, **sampling
+    )
 
 
 def generation_record(recorded: dict[str, Any] | None, cli_kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -222,8 +251,9 @@ def generation_record(recorded: dict[str, Any] | None, cli_kwargs: dict[str, Any
     if recorded is None:
         return None
     cli = set(canonical_gen_kwargs(cli_kwargs or {}))
-    origin = {k: (FROM_CLI if k in cli else FROM_TASK) if v == FROM_REQUEST else v
-              for k, v in recorded["origin"].items()}
+    origin = {
+        k: (FROM_CLI if k in cli else FROM_TASK) if v == FROM_REQUEST else v for k, v in recorded["origin"].items()
+    }
     return {"settings": recorded["settings"], "origin": origin}
 
 
@@ -239,8 +269,8 @@ class OpenAIPenaltyLogitsProcessor(LogitsProcessor):
         self.frequency_penalty = frequency_penalty
         self.presence_penalty = presence_penalty
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        generated = input_ids[:, self.prompt_len:]
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        generated = input_ids[:, self.prompt_len :]
         if generated.shape[1] == 0:
             return scores
         counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
@@ -261,7 +291,7 @@ class SeededSamplingLogitsProcessor(LogitsProcessor):
         if self.generators is not None:
             self.generators = [self.generators[r] for r in rows]
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
         if self.generators is None:
             if len(self.row_seeds) != scores.shape[0]:
                 raise ValueError(f"{len(self.row_seeds)} row seeds for {scores.shape[0]} rows")
@@ -269,6 +299,10 @@ class SeededSamplingLogitsProcessor(LogitsProcessor):
         # one draw per row per step, whatever the batch: row r's t-th token always uses its t-th draw
         # float64: float32 draws come from 24-bit uniforms, which cut the Gumbel tail off near 16 and
         # make near-ties coarse; the clamp keeps log() finite whatever the backend's kernel returns
-        noise = torch.stack([torch.empty(scores.shape[1], device=scores.device, dtype=torch.float64)
-                             .exponential_(generator=g) for g in self.generators])
+        noise = torch.stack(
+            [
+                torch.empty(scores.shape[1], device=scores.device, dtype=torch.float64).exponential_(generator=g)
+                for g in self.generators
+            ]
+        )
         return scores.double() - noise.clamp_min(torch.finfo(torch.float64).tiny).log()

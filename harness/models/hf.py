@@ -8,7 +8,7 @@ are scored go through the LM head (Gemma's 262k-word head over every position co
 
 This module is the LM face and the orchestration; the rooms it runs are prefix_plan (which
 forward passes), scoring (the scoring pass), kv_cache (KV-cache views), decoding (generation),
-batching (slices, memory, out-of-memory halving) and parallel (data parallel).
+batching (slices, memory, out-of-memory halving), rolling (perplexity windows) and parallel (data parallel).
 """
 
 from __future__ import annotations
@@ -25,13 +25,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 
 from harness.errors import UserError
-from harness.lm_eval_compat import (
-    configure_pad_token,
-    get_rolling_token_windows,
-    has_bos_prefix,
-    make_disjoint_window,
-    resolve_max_length,
-)
+from harness.lm_eval_compat import configure_pad_token, has_bos_prefix, resolve_max_length
 from harness.models.attention import use_blocked_attention
 from harness.models.batching import DEFAULT_BATCH_SIZE, Batcher, parse_batch_size
 from harness.models.catalog import LoadedModel, load_model
@@ -40,6 +34,7 @@ from harness.models.generation import DEFAULT_SEED, GenerationSettings, resolve_
 from harness.models.kv_cache import KVCaches, PrefixCaches
 from harness.models.parallel import DataParallel, distributed_state
 from harness.models.prefix_plan import PACK_MAX_TOKENS, PackLimit, ScoringPlan
+from harness.models.rolling import DocumentSums, rolling_windows
 from harness.models.runner import RunnerReport, WorkStats
 from harness.models.scoring import Scorer, ScoringJob, ScoringPass
 from harness.request_cache import NO_SINK, RequestCache, ResultSink, SinkView
@@ -152,15 +147,24 @@ class HarnessLM(TemplateLM):
     def cache_namespace(self) -> dict[str, Any]:
         """What, besides a request, decides its result: the weights, dtype, device type and tokenisation."""
         identity = self.loaded.identity
-        return {"model": {k: identity.get(k) for k in ("sha256", "hub_id", "revision", "adapter")},
-                "dtype": str(self.model.dtype), "device": self.device.type, "max_length": self.max_length,
-                "add_bos_token": self.add_bos_token, "max_gen_toks": self.max_gen_toks}
+        return {
+            "model": {k: identity.get(k) for k in ("sha256", "hub_id", "revision", "adapter")},
+            "dtype": str(self.model.dtype),
+            "device": self.device.type,
+            "max_length": self.max_length,
+            "add_bos_token": self.add_bos_token,
+            "max_gen_toks": self.max_gen_toks,
+        }
 
     def report(self) -> RunnerReport:
         cache = self.request_cache
-        return RunnerReport(work=replace(self.work), generation=dict(self._generation_used),
-                            max_length=self.max_length, request_cache=str(cache.path) if cache is not None else None,
-                            interrupted_in_flight=self._interrupted)
+        return RunnerReport(
+            work=replace(self.work),
+            generation=dict(self._generation_used),
+            max_length=self.max_length,
+            request_cache=str(cache.path) if cache is not None else None,
+            interrupted_in_flight=self._interrupted,
+        )
 
     def barrier(self) -> None:
         self.parallel.barrier()
@@ -181,9 +185,14 @@ class HarnessLM(TemplateLM):
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         if not self.tokenizer.chat_template:
-            raise UserError(f"model '{self.loaded.identity.get('name')}' has no chat template: drop --apply-chat-template")
-        kwargs = dict(tokenize=False, add_generation_prompt=add_generation_prompt,
-                      continue_final_message=not add_generation_prompt)
+            raise UserError(
+                f"model '{self.loaded.identity.get('name')}' has no chat template: drop --apply-chat-template"
+            )
+        kwargs = dict(
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=not add_generation_prompt,
+        )
         try:
             return self.tokenizer.apply_chat_template(chat_history, **kwargs)
         except Exception as exc:  # jinja2 TemplateError: e.g. templates that reject a system role
@@ -193,8 +202,13 @@ class HarnessLM(TemplateLM):
             return self.tokenizer.apply_chat_template([m for m in chat_history if m["role"] != "system"], **kwargs)
 
     # ---------------------------------------------------------------- the request cache
-    def _cached(self, kind: str, key_parts: list[tuple], compute: Callable[[list[int], ResultSink], list],
-                decode: Callable[[Any], Any] | None = None) -> list:
+    def _cached(
+        self,
+        kind: str,
+        key_parts: list[tuple],
+        compute: Callable[[list[int], ResultSink], list],
+        decode: Callable[[Any], Any] | None = None,
+    ) -> list:
         """compute(todo, sink) for the requests (one key_parts entry each: kind, inputs...) that the
         request cache lacks; with no cache, for all of them. Under data parallel the main process's
         view of the cache is every process's, so all plan the same batches."""
@@ -209,13 +223,18 @@ class HarnessLM(TemplateLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
         """Log-likelihood of each (context, continuation): from the request cache, else computed."""
         self.work.truncated(sum(len(ctx) + len(cont) > self.max_length + 1 for _, ctx, cont in requests))
-        parts = [("loglikelihood", r[0]) if r[0] is not None else ("loglikelihood-tokens", r[1], r[2]) for r in requests]
+        parts = [
+            ("loglikelihood", r[0]) if r[0] is not None else ("loglikelihood-tokens", r[1], r[2]) for r in requests
+        ]
 
         def compute(todo: list[int], sink: ResultSink) -> list:
             return self._score_tokens([requests[i] for i in todo], SinkView(sink, todo), disable_tqdm)
+
         return self._cached("loglikelihood", parts, compute, decode=tuple)
 
-    def _score_tokens(self, requests, sink: ResultSink = NO_SINK, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    def _score_tokens(
+        self, requests, sink: ResultSink = NO_SINK, disable_tqdm: bool = False
+    ) -> list[tuple[float, bool]]:
         """Score (context, continuation) token pairs, computing every shared prefix once (see prefix_plan)."""
         plan = ScoringPlan(requests, self.max_length, self._pack_limit())
         results: list[tuple[float, bool] | None] = [None] * len(requests)
@@ -238,24 +257,21 @@ class HarnessLM(TemplateLM):
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         """Perplexity-style scores: disjoint rolling windows over each document (as HFLM)."""
         strings = [req.args[0] for req in requests]
-        return self._cached("loglikelihood_rolling", [("loglikelihood_rolling", s) for s in strings],
-                            lambda todo, sink: self._rolling(strings, todo, sink, disable_tqdm))
+        return self._cached(
+            "loglikelihood_rolling",
+            [("loglikelihood_rolling", s) for s in strings],
+            lambda todo, sink: self._rolling(strings, todo, sink, disable_tqdm),
+        )
 
     def _rolling(self, strings: list[str], todo: list[int], sink: ResultSink, disable_tqdm: bool) -> list[float]:
         """Total log-likelihood of strings[i] for i in todo, each written to sink once all of its
         windows are scored (all windows of all documents go through one batched scorer)."""
         windows, owner = [], []
         for i in todo:
-            token_windows = get_rolling_token_windows(
-                token_list=self.tok_encode(strings[i]),
-                prefix_token=self.prefix_token_id,
-                max_seq_len=self.max_length,
-                context_len=1,
-            )
-            for ctx, cont in map(make_disjoint_window, token_windows):
-                windows.append((None, ctx, cont))
+            for window in rolling_windows(self.tok_encode(strings[i]), self.prefix_token_id, self.max_length):
+                windows.append(window)
                 owner.append(i)
-        sums = _DocumentSums(sink, owner)
+        sums = DocumentSums(sink, owner)
         for w, (score, _) in enumerate(self._score_tokens(windows, sums, disable_tqdm)):
             sums.scores[w] = score  # under data parallel, the other processes' windows too
         totals = [sums.total(i) for i in todo]
@@ -290,8 +306,10 @@ class HarnessLM(TemplateLM):
         for i, req in enumerate(requests):
             groups[repr(sorted(req.args[1].items(), key=lambda kv: kv[0]))].append(i)
         # every group's settings are checked before anything is generated
-        settings_of = {key: self.generation_settings(requests[members[0]].args[1], requests[members[0]].task_name)
-                       for key, members in groups.items()}
+        settings_of = {
+            key: self.generation_settings(requests[members[0]].args[1], requests[members[0]].task_name)
+            for key, members in groups.items()
+        }
         plan: list[tuple[GenerationSettings, tuple, int | None]] = [None] * len(requests)  # type: ignore[list-item]
         for key, members in groups.items():
             settings = settings_of[key]
@@ -299,8 +317,9 @@ class HarnessLM(TemplateLM):
                 self._generation_used[requests[i].task_name] = settings.record()
             max_ctx_len = self.max_length - settings.max_gen_toks
             if max_ctx_len <= 0:
-                raise UserError(f"max_gen_toks={settings.max_gen_toks} leaves no room for a prompt in "
-                                f"{self.max_length} tokens")
+                raise UserError(
+                    f"max_gen_toks={settings.max_gen_toks} leaves no room for a prompt in {self.max_length} tokens"
+                )
             # under sampling the n-th identical request (a self-consistency repeat) gets the n-th noise stream
             repeats: dict[tuple, int] = defaultdict(int)
             for i in members:
@@ -315,11 +334,18 @@ class HarnessLM(TemplateLM):
                     repeats[ident] += 1
                 plan[i] = (settings, encoded, seed)
         parts = [("generate_until", req.args[0], req.args[1], seed) for req, (_, _, seed) in zip(requests, plan)]
-        return self._cached("generate_until", parts,
-                            lambda todo, sink: self._generate(requests, plan, todo, sink, disable_tqdm))
+        return self._cached(
+            "generate_until", parts, lambda todo, sink: self._generate(requests, plan, todo, sink, disable_tqdm)
+        )
 
-    def _generate(self, requests, plan: list[tuple[GenerationSettings, tuple, int | None]], todo: list[int],
-                  sink: ResultSink, disable_tqdm: bool) -> list[str]:
+    def _generate(
+        self,
+        requests,
+        plan: list[tuple[GenerationSettings, tuple, int | None]],
+        todo: list[int],
+        sink: ResultSink,
+        disable_tqdm: bool,
+    ) -> list[str]:
         """Generations for requests[i], i in todo (plan[i]: settings, prompt tokens, noise seed or None)."""
         results: dict[int, str] = {}
         groups: dict[int, list[int]] = defaultdict(list)  # by settings object: one per distinct generation_kwargs
@@ -340,40 +366,18 @@ class HarnessLM(TemplateLM):
                 else:
                     first_of[encoded[i]] = i
                     rows[i] = [i]
-            job = GenerationJob(self.decoder, settings, encoded, {i: plan[i][2] for i in members}, rows, requests,
-                                self.cache_hook, results, sink, pbar)
+            job = GenerationJob(
+                self.decoder,
+                settings,
+                encoded,
+                {i: plan[i][2] for i in members},
+                rows,
+                requests,
+                self.cache_hook,
+                results,
+                sink,
+                pbar,
+            )
             self.batcher.run(job.order, job, pbar, sink)
         pbar.close()
         return self.parallel.gather([results.get(i) for i in todo])
-
-
-class _DocumentSums:
-    """The sink a document's rolling windows are scored into: each window's score kept, and the
-    document's total written to `sink` once all of its windows are in (in window order, whatever
-    order they finished in)."""
-
-    def __init__(self, sink: ResultSink, owner: list[int]) -> None:
-        self.sink, self.owner = sink, owner
-        self.scores: list[float | None] = [None] * len(owner)
-        self.windows_of: dict[int, list[int]] = defaultdict(list)
-        for w, i in enumerate(owner):
-            self.windows_of[i].append(w)
-        self.left = {i: len(ws) for i, ws in self.windows_of.items()}
-        self.written: set[int] = set()
-
-    def total(self, i: int) -> float:
-        return sum(self.scores[w] for w in self.windows_of[i])  # type: ignore[misc]
-
-    def started(self, requests: int) -> None:
-        self.sink.started(requests)
-
-    def add(self, index: int, value: Any) -> None:
-        self.scores[index] = value[0]
-        i = self.owner[index]
-        self.left[i] -= 1
-        if self.left[i] == 0:
-            self.sink.add(i, self.total(i))
-            self.written.add(i)
-
-    def commit(self, in_flight: int = 0) -> None:
-        self.sink.commit(in_flight)

@@ -39,8 +39,11 @@ def fresh_view(cache: Any, rows: int, views: bool = True) -> Any:
     materialises them once). deepcopy + batch_repeat_interleave copied the prefix twice per batch.
     Other cache classes (static caches write in place), and `views=False`, get that deep copy.
     """
-    if not views or type(cache).__name__ != "DynamicCache" or any(
-            type(layer).__name__ not in ("DynamicLayer", "DynamicSlidingWindowLayer") for layer in cache.layers):
+    if (
+        not views
+        or type(cache).__name__ != "DynamicCache"
+        or any(type(layer).__name__ not in ("DynamicLayer", "DynamicSlidingWindowLayer") for layer in cache.layers)
+    ):
         cache = copy.deepcopy(cache)
         if rows > 1:
             cache.batch_repeat_interleave(rows)
@@ -80,8 +83,11 @@ class KVCaches:
     def for_rows(self, cache: Any, rows: int) -> tuple[Any, dict[str, Any]]:
         """(the cache a forward pass of `rows` rows after the cached prefix takes, extra model keywords):
         a long prefix held once with the `shared_prefix` keyword (see attention.py), else a view per row."""
-        shared = (shared_prefix_view(cache) if cache.get_seq_length() >= CASCADE_MIN_PREFIX
-                  and self.model.config._attn_implementation == ATTENTION_NAME else None)
+        shared = (
+            shared_prefix_view(cache)
+            if cache.get_seq_length() >= CASCADE_MIN_PREFIX and self.model.config._attn_implementation == ATTENTION_NAME
+            else None
+        )
         if shared is not None:
             return shared[0], {"shared_prefix": shared[1]}
         return fresh_view(cache, rows), {}

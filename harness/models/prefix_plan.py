@@ -90,7 +90,9 @@ def lay_rows(units: list[PrefixTree], limit: int) -> list[Row]:
             free -= unit.size
         else:
             r, step = len(rows), max(1, (1 << (unit.size.bit_length() - 1)) // 8)
-            width = unit.size if unit.size >= limit else min(limit, max(TOKENS_PER_BATCH_ROW, -(-unit.size // step) * step))
+            width = (
+                unit.size if unit.size >= limit else min(limit, max(TOKENS_PER_BATCH_ROW, -(-unit.size // step) * step))
+            )
             rows.append([unit])
             free = width - unit.size
         if free >= smallest:
@@ -155,7 +157,7 @@ class ScoringPlan:
 
     def __init__(self, requests: list[tuple], max_length: int, pack_limit: PackLimit) -> None:
         self.conts = [cont for _, _, cont in requests]
-        self.inputs = [tuple((ctx + cont)[-(max_length + 1):][:-1]) for _, ctx, cont in requests]
+        self.inputs = [tuple((ctx + cont)[-(max_length + 1) :][:-1]) for _, ctx, cont in requests]
         # In lexicographic order a sequence is a prefix of some other only if it is a prefix of
         # its successor: map each input to the longest input it is a prefix of (its host).
         distinct = sorted(set(self.inputs))
@@ -167,8 +169,9 @@ class ScoringPlan:
         for idx, inp in enumerate(self.inputs):
             self.members[host[inp]].append(idx)
         # a cached prefix may not reach a position whose logits are scored
-        self.first_scored = {h: min(len(self.inputs[i]) - len(self.conts[i]) for i in idx)
-                             for h, idx in self.members.items()}
+        self.first_scored = {
+            h: min(len(self.inputs[i]) - len(self.conts[i]) for i in idx) for h, idx in self.members.items()
+        }
         self.pack_limit = pack_limit
 
     def groups(self) -> list[ScoreGroup]:
@@ -228,12 +231,19 @@ class ScoringPlan:
             rows_of[i], pairs_of[i] = row, (start, len(wanted[row]))
         return PackedBatch(seqs, layouts, wanted, rows_of, pairs_of)
 
-    def _place(self, node: PrefixTree, path: list[tuple[int, int, int]], row: int, seq: list[int],
-               layout: list[tuple], where: dict[int, tuple[int, list]]) -> None:
+    def _place(
+        self,
+        node: PrefixTree,
+        path: list[tuple[int, int, int]],
+        row: int,
+        seq: list[int],
+        layout: list[tuple],
+        where: dict[int, tuple[int, list]],
+    ) -> None:
         """Append node's tokens to seq and its (first column, end column, first position, ancestors'
         column spans) to layout, then its children's; leaves say where their requests' tokens are."""
         here = (len(seq), node.start, node.end)  # first column, positions [start, end)
-        seq.extend(node.host[node.start:node.end])
+        seq.extend(node.host[node.start : node.end])
         layout.append((here[0], len(seq), node.start, [(c, c + e - s) for c, s, e in path]))
         for child in node.children:
             self._place(child, path + [here], row, seq, layout, where)
@@ -251,8 +261,11 @@ class ScoreGroup:
 
     def shape(self, batch: list[Row]) -> tuple[int, int, int]:
         """New tokens per row, cached tokens, scored positions per row (see Batcher)."""
-        return (row_width(batch[0]), self.prefix_len,
-                max(sum(len(self.plan.conts[i]) for i in self.plan.requests_in(r)) for r in batch))
+        return (
+            row_width(batch[0]),
+            self.prefix_len,
+            max(sum(len(self.plan.conts[i]) for i in self.plan.requests_in(r)) for r in batch),
+        )
 
     def requests(self, batch: list[Row]) -> int:
         return sum(len(self.plan.requests_in(r)) for r in batch)

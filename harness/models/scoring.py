@@ -49,14 +49,25 @@ class Scorer:
     pass and may raise (tests inject torch.OutOfMemoryError there: there is no accelerator to run
     out of memory for real)."""
 
-    def __init__(self, model: Any, tokenizer: Any, kv: KVCaches, work: WorkStats,
-                 observer: Callable[[ScoringPass], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        kv: KVCaches,
+        work: WorkStats,
+        observer: Callable[[ScoringPass], None] | None = None,
+    ) -> None:
         self.model, self.tokenizer, self.kv, self.work, self.observer = model, tokenizer, kv, work, observer
         self.row_logits = takes_row_logits(model)
 
     @torch.no_grad()
-    def forward_logprobs(self, seqs: list[tuple], wanted: list[list[tuple[int, int]]], cache: Any = None,
-                         layouts: list[list[tuple]] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward_logprobs(
+        self,
+        seqs: list[tuple],
+        wanted: list[list[tuple[int, int]]],
+        cache: Any = None,
+        layouts: list[list[tuple]] | None = None,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Right-padded forward pass after an optional shared prefix. wanted[row] lists (column, token)
         pairs; per row, returns each pair's fp32 log-probability and whether the token is the greedy
         one there (both on the CPU). The LM head runs on the wanted columns alone, and the batch's
@@ -88,16 +99,26 @@ class Scorer:
             chosen = torch.zeros((len(seqs), width), dtype=torch.bool)
             for row, cols in enumerate(keep):
                 chosen[row, cols] = True
-            logits = self.model(ids.to(device), **self.kv.passing(cache), use_cache=cache is not None,
-                                logits_to_keep=chosen.to(device), **extra).logits  # (kept, vocab)
+            logits = self.model(
+                ids.to(device),
+                **self.kv.passing(cache),
+                use_cache=cache is not None,
+                logits_to_keep=chosen.to(device),
+                **extra,
+            ).logits  # (kept, vocab)
             first = [0]
             for cols in keep:
                 first.append(first[-1] + len(cols))
             flat = [{c: first[row] + j for j, c in enumerate(cols)} for row, cols in enumerate(keep)]
         else:  # older transformers: the same columns in every row
             union = sorted({c for cols in keep for c in cols})
-            logits = self.model(ids.to(device), **self.kv.passing(cache), use_cache=cache is not None,
-                                logits_to_keep=torch.tensor(union, device=device), **extra).logits.flatten(0, 1)
+            logits = self.model(
+                ids.to(device),
+                **self.kv.passing(cache),
+                use_cache=cache is not None,
+                logits_to_keep=torch.tensor(union, device=device),
+                **extra,
+            ).logits.flatten(0, 1)
             at = {c: j for j, c in enumerate(union)}
             flat = [{c: row * len(union) + at[c] for c in cols} for row, cols in enumerate(keep)]
         position = [flat[row][c] for row, pairs in enumerate(wanted) for c, _ in pairs]
@@ -134,9 +155,9 @@ class Scorer:
         for row, nodes in enumerate(layouts):
             for first, end, position, ancestors in nodes:
                 positions[row, first:end] = torch.arange(position, position + end - first)
-                allowed[row, first:end, cached:cached + first] = False
+                allowed[row, first:end, cached : cached + first] = False
                 for a, b in ancestors:
-                    allowed[row, first:end, cached + a:cached + b] = True
+                    allowed[row, first:end, cached + a : cached + b] = True
         dtype = self.model.dtype
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
         device = self.model.device
@@ -147,8 +168,17 @@ class ScoringJob:
     """One group of a scoring plan (rows after one cached prefix) in batches (see batching.Batcher):
     each batch laid out, scored, and each request's (log-likelihood, greedy) recorded and written."""
 
-    def __init__(self, scorer: Scorer, group: ScoreGroup, caches: PrefixCaches, pairs: list[tuple], cache_hook: Any,
-                 results: list, sink: ResultSink, pbar: Any) -> None:
+    def __init__(
+        self,
+        scorer: Scorer,
+        group: ScoreGroup,
+        caches: PrefixCaches,
+        pairs: list[tuple],
+        cache_hook: Any,
+        results: list,
+        sink: ResultSink,
+        pbar: Any,
+    ) -> None:
         self.scorer, self.group, self.caches, self.pairs, self.cache_hook = scorer, group, caches, pairs, cache_hook
         self.results, self.sink, self.pbar = results, sink, pbar
 
@@ -160,8 +190,9 @@ class ScoringJob:
 
     def run(self, batch: list[Row]) -> None:
         packed = self.group.plan.pack(batch)
-        scored = self.scorer.forward_logprobs(packed.seqs, packed.wanted, self.caches.get(self.group.prefix),
-                                              layouts=packed.layouts)
+        scored = self.scorer.forward_logprobs(
+            packed.seqs, packed.wanted, self.caches.get(self.group.prefix), layouts=packed.layouts
+        )
         for i, row in packed.rows_of.items():
             logprobs, greedy = scored[row]
             start, end = packed.pairs_of[i]

@@ -42,8 +42,9 @@ class TaskDelta:
         return self.test.p_value < alpha
 
 
-def compare_runs(a_run: RunRecord | str | os.PathLike, b_run: RunRecord | str | os.PathLike,
-                 seed: int = 1234) -> list[TaskDelta]:
+def compare_runs(
+    a_run: RunRecord | str | os.PathLike, b_run: RunRecord | str | os.PathLike, seed: int = 1234
+) -> list[TaskDelta]:
     """Per task the two runs share: the main metric of each, a paired test, flips and differing outputs."""
     a, b = as_record(a_run), as_record(b_run)
     ra, rb = a.main_scores(), b.main_scores()
@@ -56,14 +57,21 @@ def compare_runs(a_run: RunRecord | str | os.PathLike, b_run: RunRecord | str | 
 def _delta(sa: TaskScore, sb: TaskScore, a: RunRecord, b: RunRecord, seed: int) -> TaskDelta:
     rows_a, rows_b = scored_samples(a.samples(), sa), scored_samples(b.samples(), sb)
     metric = sa.metric
-    test = compare_scores(sa, sb, {k: s.row[metric] for k, s in rows_a.items()},
-                          {k: s.row[metric] for k, s in rows_b.items()}, seed=seed)
+    test = compare_scores(
+        sa, sb, {k: s.row[metric] for k, s in rows_a.items()}, {k: s.row[metric] for k, s in rows_b.items()}, seed=seed
+    )
     delta = TaskDelta(sa.task, metric, sa.filter, sa.higher_is_better, sa.value, sb.value, test)
     for key in sorted(set(rows_a) & set(rows_b), key=doc_order):
         view_a, view_b = rows_a[key].view, rows_b[key].view
-        side = {"id": view_a.id, "prompt": view_a.prompt, "target": view_a.target,
-                "a_output": view_a.output, "b_output": view_b.output,
-                "a_score": rows_a[key].row[metric], "b_score": rows_b[key].row[metric]}
+        side = {
+            "id": view_a.id,
+            "prompt": view_a.prompt,
+            "target": view_a.target,
+            "a_output": view_a.output,
+            "b_output": view_b.output,
+            "a_score": rows_a[key].row[metric],
+            "b_score": rows_b[key].row[metric],
+        }
         if test.test == "mcnemar" and rows_a[key].row[metric] != rows_b[key].row[metric]:
             delta.flips.append(side)
         if view_a.output != view_b.output:
@@ -75,26 +83,40 @@ def comparison_markdown(names: list[str], comparisons: list[list[TaskDelta]], al
     """Per candidate against the first run: a table of deltas, then the flipped samples per task."""
     lines = [f"# harness compare: {names[0]} vs {', '.join(names[1:])}", ""]
     for name, deltas in zip(names[1:], comparisons):
-        lines += [f"## {name} against {names[0]}", "",
-                  "| task | metric | A | B | Δ (B − A) | 95 % CI of Δ | p | test | flips A→B (right→wrong / wrong→right) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name} against {names[0]}",
+            "",
+            "| task | metric | A | B | Δ (B − A) | 95 % CI of Δ | p | test | flips A→B (right→wrong / wrong→right) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for d in deltas:
             shown = f"**{d.delta:+.4f}**" if d.significant(alpha) else f"{d.delta:+.4f}"
             flips = f"{d.test.a_only} / {d.test.b_only}" if d.test.a_only is not None else "–"
-            lines.append(f"| {md_cell(d.task)} | {d.metric} | {d.a:.4f} | {d.b:.4f} | {shown} "
-                         f"| [{d.test.ci95[0]:+.4f}, {d.test.ci95[1]:+.4f}] | {d.test.p_value:.3g} | {d.test.test} | {flips} |")
+            lines.append(
+                f"| {md_cell(d.task)} | {d.metric} | {d.a:.4f} | {d.b:.4f} | {shown} "
+                f"| [{d.test.ci95[0]:+.4f}, {d.test.ci95[1]:+.4f}] | {d.test.p_value:.3g} | {d.test.test} | {flips} |"
+            )
         lines.append("")
-        lines.append(f"Bold: significant at {alpha}. Paired samples per task: "
-                     + ", ".join(f"{md_cell(d.task)} {d.test.n}" for d in deltas) + ".")
+        lines.append(
+            f"Bold: significant at {alpha}. Paired samples per task: "
+            + ", ".join(f"{md_cell(d.task)} {d.test.n}" for d in deltas)
+            + "."
+        )
         lines.append("")
         for d in deltas:
             if not d.flips:
                 continue
-            lines += [f"### {md_cell(d.task)}: {len(d.flips)} flipped samples", "",
-                      "| doc | target | A output | B output | A | B |", "|---|---|---|---|---|---|"]
+            lines += [
+                f"### {md_cell(d.task)}: {len(d.flips)} flipped samples",
+                "",
+                "| doc | target | A output | B output | A | B |",
+                "|---|---|---|---|---|---|",
+            ]
             for f in d.flips[:MAX_LISTED]:
-                lines.append(f"| {md_cell(f['id'])} | {md_cell(f['target'])} | {md_cell(f['a_output'])} | {md_cell(f['b_output'])} "
-                             f"| {f['a_score']:g} | {f['b_score']:g} |")
+                lines.append(
+                    f"| {md_cell(f['id'])} | {md_cell(f['target'])} | {md_cell(f['a_output'])} | {md_cell(f['b_output'])} "
+                    f"| {f['a_score']:g} | {f['b_score']:g} |"
+                )
             if len(d.flips) > MAX_LISTED:
                 lines.append(f"| … {len(d.flips) - MAX_LISTED} more in the HTML report | | | | | |")
             lines.append("")
@@ -110,18 +132,44 @@ def md_cell(value: Any, limit: int = 120) -> str:
     return text
 
 
-def render_comparison(names: list[str], comparisons: list[list[TaskDelta]], out: str | Path, alpha: float = 0.05) -> Path:
+def render_comparison(
+    names: list[str], comparisons: list[list[TaskDelta]], out: str | Path, alpha: float = 0.05
+) -> Path:
     """The comparison as one self-contained HTML page."""
     from harness.reports.html import render_page
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = [{"name": name, "tasks": [{"task": d.task, "metric": d.metric, "a": d.a, "b": d.b, "delta": d.delta,
-                                      "ci": list(d.test.ci95), "p": d.test.p_value, "test": d.test.test,
-                                      "n": d.test.n, "significant": d.significant(alpha),
-                                      "flips": d.flips, "outputs": d.outputs} for d in deltas]}
-            for name, deltas in zip(names[1:], comparisons)]
-    page = render_page("compare.html.j2", ("report.css", "compare.js"), title=f"{names[0]} vs {', '.join(names[1:])}",
-                       reference=names[0], data=data, alpha=alpha)
+    data = [
+        {
+            "name": name,
+            "tasks": [
+                {
+                    "task": d.task,
+                    "metric": d.metric,
+                    "a": d.a,
+                    "b": d.b,
+                    "delta": d.delta,
+                    "ci": list(d.test.ci95),
+                    "p": d.test.p_value,
+                    "test": d.test.test,
+                    "n": d.test.n,
+                    "significant": d.significant(alpha),
+                    "flips": d.flips,
+                    "outputs": d.outputs,
+                }
+                for d in deltas
+            ],
+        }
+        for name, deltas in zip(names[1:], comparisons)
+    ]
+    page = render_page(
+        "compare.html.j2",
+        ("report.css", "compare.js"),
+        title=f"{names[0]} vs {', '.join(names[1:])}",
+        reference=names[0],
+        data=data,
+        alpha=alpha,
+    )
     out.write_text(page, encoding="utf-8")
     return out

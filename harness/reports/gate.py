@@ -79,20 +79,40 @@ def baseline_of(run: RunRecord | str | os.PathLike, with_samples: bool = True) -
     samples = record.samples() if with_samples else []
     tasks = {}
     for task, main in record.main_scores().items():
-        entry: dict[str, Any] = {"metric": main.metric, "filter": main.filter, "value": main.value,
-                                 "stderr": main.stderr, "higher_is_better": main.higher_is_better, "n": main.n}
+        entry: dict[str, Any] = {
+            "metric": main.metric,
+            "filter": main.filter,
+            "value": main.value,
+            "stderr": main.stderr,
+            "higher_is_better": main.higher_is_better,
+            "n": main.n,
+        }
         rows = scored_samples(samples, main)
         if rows:
             entry["scores"] = {key: row.row[main.metric] for key, row in sorted(rows.items())}
         tasks[task] = entry
-    return {"harness_baseline": BASELINE_FORMAT, "run_id": record.run_id, "spec_sha256": record.spec_sha256,
-            "model": {k: record.model.get(k) for k in ("name", "sha256", "dtype")}, "tasks": tasks}
+    return {
+        "harness_baseline": BASELINE_FORMAT,
+        "run_id": record.run_id,
+        "spec_sha256": record.spec_sha256,
+        "model": {k: record.model.get(k) for k in ("name", "sha256", "dtype")},
+        "tasks": tasks,
+    }
 
 
 def _score(task: str, entry: dict[str, Any]) -> TaskScore:
     """A baseline entry as the score it records."""
-    return TaskScore(task, entry["metric"], entry.get("filter", "none"), entry["value"], entry.get("stderr"), None,
-                     None, entry.get("higher_is_better", True), entry.get("n"))
+    return TaskScore(
+        task,
+        entry["metric"],
+        entry.get("filter", "none"),
+        entry["value"],
+        entry.get("stderr"),
+        None,
+        None,
+        entry.get("higher_is_better", True),
+        entry.get("n"),
+    )
 
 
 def write_baseline(run: RunRecord | str | os.PathLike, out: Path, with_samples: bool = True) -> dict[str, Any]:
@@ -110,14 +130,22 @@ def load_baseline(ref: Path) -> dict[str, Any]:
     try:
         baseline = json.loads(ref.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UserError(f"baseline {ref} is unreadable ({exc}): give a run folder or a file from `harness baseline`") from exc
+        raise UserError(
+            f"baseline {ref} is unreadable ({exc}): give a run folder or a file from `harness baseline`"
+        ) from exc
     if not isinstance(baseline, dict) or baseline.get("harness_baseline") != BASELINE_FORMAT:
         raise UserError(f"baseline {ref} is not a harness baseline (write one with `harness baseline RUN --out FILE`)")
     return baseline
 
 
-def check(candidate_run: RunRecord | str | os.PathLike, baseline: dict[str, Any], max_drop: float,
-          task_max_drop: dict[str, float], alpha: float, seed: int = 1234) -> GateResult:
+def check(
+    candidate_run: RunRecord | str | os.PathLike,
+    baseline: dict[str, Any],
+    max_drop: float,
+    task_max_drop: dict[str, float],
+    alpha: float,
+    seed: int = 1234,
+) -> GateResult:
     """Verdict per baseline task present in the candidate."""
     candidate = baseline_of(candidate_run)
     unknown = sorted(set(task_max_drop) - set(baseline["tasks"]))
@@ -130,10 +158,26 @@ def check(candidate_run: RunRecord | str | os.PathLike, baseline: dict[str, Any]
             missing.append(task)
             continue
         # documents in key order (a baseline file's order), not doc_order: the bootstrap draws depend on it
-        test = compare_scores(_score(task, base), _score(task, cand), base.get("scores", {}), cand.get("scores", {}),
-                              order=None, seed=seed)
-        verdicts.append(TaskVerdict(task, base["metric"], base.get("higher_is_better", True), base["value"], cand["value"],
-                                    test, task_max_drop.get(task, max_drop), alpha))
+        test = compare_scores(
+            _score(task, base),
+            _score(task, cand),
+            base.get("scores", {}),
+            cand.get("scores", {}),
+            order=None,
+            seed=seed,
+        )
+        verdicts.append(
+            TaskVerdict(
+                task,
+                base["metric"],
+                base.get("higher_is_better", True),
+                base["value"],
+                cand["value"],
+                test,
+                task_max_drop.get(task, max_drop),
+                alpha,
+            )
+        )
     return GateResult(verdicts, missing)
 
 
@@ -141,17 +185,34 @@ def gate_markdown(result: GateResult, candidate: str, baseline: str) -> str:
     """A summary for the CI log / GitHub step summary: verdict, per-task table, and why it failed."""
     bad = [v for v in result.verdicts if v.regressed]
     head = "PASS" if result.passed else "FAIL"
-    lines = [f"## harness check: {head}", "",
-             f"Candidate `{candidate}` against baseline `{baseline}`: "
-             f"{len(bad)} of {len(result.verdicts)} tasks regressed" + (f", {len(result.missing)} missing" if result.missing else "") + ".",
-             "", "| task | metric | baseline | candidate | Δ | 95 % CI of Δ | p | test | allowed drop | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## harness check: {head}",
+        "",
+        f"Candidate `{candidate}` against baseline `{baseline}`: "
+        f"{len(bad)} of {len(result.verdicts)} tasks regressed"
+        + (f", {len(result.missing)} missing" if result.missing else "")
+        + ".",
+        "",
+        "| task | metric | baseline | candidate | Δ | 95 % CI of Δ | p | test | allowed drop | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for v in result.verdicts:
-        verdict = "**regression**" if v.regressed else ("worse, within threshold" if v.drop > 0 and v.drop <= v.max_drop
-                                                       else "worse, not significant" if v.drop > v.max_drop else "ok")
-        lines.append(f"| {v.task} | {v.metric} {'↑' if v.higher_is_better else '↓'} | {v.baseline:.4f} | {v.candidate:.4f} "
-                     f"| {v.candidate - v.baseline:+.4f} | [{v.test.ci95[0]:+.4f}, {v.test.ci95[1]:+.4f}] "
-                     f"| {v.test.p_value:.3g} | {v.test.test} | {v.max_drop:g} | {verdict} |")
+        verdict = (
+            "**regression**"
+            if v.regressed
+            else (
+                "worse, within threshold"
+                if v.drop > 0 and v.drop <= v.max_drop
+                else "worse, not significant"
+                if v.drop > v.max_drop
+                else "ok"
+            )
+        )
+        lines.append(
+            f"| {v.task} | {v.metric} {'↑' if v.higher_is_better else '↓'} | {v.baseline:.4f} | {v.candidate:.4f} "
+            f"| {v.candidate - v.baseline:+.4f} | [{v.test.ci95[0]:+.4f}, {v.test.ci95[1]:+.4f}] "
+            f"| {v.test.p_value:.3g} | {v.test.test} | {v.max_drop:g} | {verdict} |"
+        )
     for task in result.missing:
         lines.append(f"| {task} | | | | | | | | | **missing from the candidate** |")
     if bad or result.missing:
@@ -164,15 +225,21 @@ def gate_markdown(result: GateResult, candidate: str, baseline: str) -> str:
 
 
 def reason(v: TaskVerdict) -> str:
-    return (f"{v.task}: {v.metric} {'fell' if v.higher_is_better else 'rose'} by {v.drop:.4f} "
-            f"({v.baseline:.4f} → {v.candidate:.4f}; 95 % CI of Δ [{v.test.ci95[0]:+.4f}, {v.test.ci95[1]:+.4f}]), "
-            f"more than the allowed {v.max_drop:g}, and {v.test.test} p = {v.test.p_value:.3g} < {v.alpha:g}")
+    return (
+        f"{v.task}: {v.metric} {'fell' if v.higher_is_better else 'rose'} by {v.drop:.4f} "
+        f"({v.baseline:.4f} → {v.candidate:.4f}; 95 % CI of Δ [{v.test.ci95[0]:+.4f}, {v.test.ci95[1]:+.4f}]), "
+        f"more than the allowed {v.max_drop:g}, and {v.test.test} p = {v.test.p_value:.3g} < {v.alpha:g}"
+    )
 
 
 def gate_junit(result: GateResult) -> str:
     """JUnit XML: one test case per task, a failure for each regression or missing task."""
-    suite = ElementTree.Element("testsuite", name="harness check", tests=str(len(result.verdicts) + len(result.missing)),
-                                failures=str(sum(v.regressed for v in result.verdicts) + len(result.missing)))
+    suite = ElementTree.Element(
+        "testsuite",
+        name="harness check",
+        tests=str(len(result.verdicts) + len(result.missing)),
+        failures=str(sum(v.regressed for v in result.verdicts) + len(result.missing)),
+    )
     for v in result.verdicts:
         case = ElementTree.SubElement(suite, "testcase", classname="harness.check", name=v.task)
         if v.regressed:

@@ -28,8 +28,13 @@ def reports_dir() -> Path:
 def script_json(obj: Any) -> str:
     """JSON that is safe inside a <script> element: no </script>, <!--, or line separators."""
     text = json.dumps(_finite(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                         ("\u2029", "\\u2029")):
+    for raw, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(raw, escaped)
     return text
 
@@ -51,8 +56,14 @@ def render_page(template: str, assets: tuple[str, ...], **context: Any) -> str:
     from markupsafe import Markup
 
     root = reports_dir()
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(root), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     inlined = {name.replace(".", "_"): Markup((root / name).read_text(encoding="utf-8")) for name in assets}
-    return env.get_template(template).render(nonce=secrets.token_urlsafe(18), script_json=lambda o: Markup(script_json(o)),
-                                             **inlined, **context)
+    return env.get_template(template).render(
+        nonce=secrets.token_urlsafe(18), script_json=lambda o: Markup(script_json(o)), **inlined, **context
+    )

@@ -59,12 +59,24 @@ def ladder_rows(rungs: list[Rung], metric: str | None = None, seed: int = 1234) 
         record = as_record(run)
         score = _score(record, task, metric)
         runner = record.env.get("runner", {})
-        per_doc = {str(s.doc_id): (float(s.row[score.metric]), s.target)
-                   for s in scored_samples(record.samples(), score).values()}
+        per_doc = {
+            str(s.doc_id): (float(s.row[score.metric]), s.target)
+            for s in scored_samples(record.samples(), score).values()
+        }
         retrieval = {s.metric: s.value for s in record.tasks[task].scores if s.metric.startswith(("recall@", "mrr@"))}
-        row = RungRow(name, task, record.run_id, score.metric, score.value, score.stderr, len(per_doc) or None,
-                      runner.get("tokens_computed"), runner.get("requests_from_cache"), record.env.get("seconds"),
-                      retrieval or None)
+        row = RungRow(
+            name,
+            task,
+            record.run_id,
+            score.metric,
+            score.value,
+            score.stderr,
+            len(per_doc) or None,
+            runner.get("tokens_computed"),
+            runner.get("requests_from_cache"),
+            record.env.get("seconds"),
+            retrieval or None,
+        )
         if reference is None:
             reference = (score, per_doc)
         else:
@@ -88,25 +100,37 @@ def _score(record: RunRecord, task: str, metric: str | None) -> TaskScore:
     return named
 
 
-def _against(reference: tuple[TaskScore, dict[str, tuple[float, Any]]], score: TaskScore,
-             per_doc: dict[str, tuple[float, Any]], seed: int) -> PairedTest:
+def _against(
+    reference: tuple[TaskScore, dict[str, tuple[float, Any]]],
+    score: TaskScore,
+    per_doc: dict[str, tuple[float, Any]],
+    seed: int,
+) -> PairedTest:
     """The rung against the reference rung, paired by document where both have the same target."""
     ref_score, ref_docs = reference
     same = {k for k in set(ref_docs) & set(per_doc) if ref_docs[k][1] == per_doc[k][1]}
-    return compare_scores(ref_score, score, {k: ref_docs[k][0] for k in same}, {k: per_doc[k][0] for k in same},
-                          seed=seed)
+    return compare_scores(
+        ref_score, score, {k: ref_docs[k][0] for k in same}, {k: per_doc[k][0] for k in same}, seed=seed
+    )
 
 
 def ladder_markdown(title: str, description: str, rows: list[RungRow], alpha: float = 0.05) -> str:
     """The ladder as a markdown table, first rung the reference."""
     ref = next(r for r in rows if r.run_id)
-    lines = [f"# harness ladder: {md_cell(title)}", "", md_cell(description), "",
-             f"| rung | task | {ref.metric} | 95 % CI | n | Δ vs {md_cell(ref.name)} | 95 % CI of Δ | p | test "
-             "| retrieval | tokens computed | seconds | run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# harness ladder: {md_cell(title)}",
+        "",
+        md_cell(description),
+        "",
+        f"| rung | task | {ref.metric} | 95 % CI | n | Δ vs {md_cell(ref.name)} | 95 % CI of Δ | p | test "
+        "| retrieval | tokens computed | seconds | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r.run_id is None:
-            lines.append(f"| {md_cell(r.name)} | {md_cell(r.task)} | skipped: {md_cell(r.skipped)} | | | | | | | | | | |")
+            lines.append(
+                f"| {md_cell(r.name)} | {md_cell(r.task)} | skipped: {md_cell(r.skipped)} | | | | | | | | | | |"
+            )
             continue
         ci = f"[{r.ci95[0]:.4f}, {r.ci95[1]:.4f}]" if r.ci95 else "–"
         if r.test is None:
@@ -117,11 +141,16 @@ def ladder_markdown(title: str, description: str, rows: list[RungRow], alpha: fl
             p, test = f"{r.test.p_value:.3g}", r.test.test
         retrieval = ", ".join(f"{k} {v:.3f}" for k, v in sorted(r.retrieval.items())) if r.retrieval else "–"
         cached = f" ({r.from_cache} requests cached)" if r.from_cache else ""
-        lines.append(f"| {md_cell(r.name)} | {md_cell(r.task)} | {r.value:.4f} | {ci} | {r.n or '–'} | {delta} | {dci} | {p} "
-                     f"| {test} | {retrieval} | {r.tokens_computed if r.tokens_computed is not None else '–'}{cached} "
-                     f"| {r.seconds if r.seconds is not None else '–'} | {r.run_id} |")
-    lines += ["", f"Bold: the difference from {md_cell(ref.name)} is significant at {alpha} (McNemar's exact test for 0/1 "
-              "scores, the paired bootstrap otherwise; samples paired by document)."]
+        lines.append(
+            f"| {md_cell(r.name)} | {md_cell(r.task)} | {r.value:.4f} | {ci} | {r.n or '–'} | {delta} | {dci} | {p} "
+            f"| {test} | {retrieval} | {r.tokens_computed if r.tokens_computed is not None else '–'}{cached} "
+            f"| {r.seconds if r.seconds is not None else '–'} | {r.run_id} |"
+        )
+    lines += [
+        "",
+        f"Bold: the difference from {md_cell(ref.name)} is significant at {alpha} (McNemar's exact test for 0/1 "
+        "scores, the paired bootstrap otherwise; samples paired by document).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -135,17 +164,40 @@ def render_ladder(title: str, description: str, rows: list[RungRow], out: str | 
     top = max([r.ci95[1] if r.ci95 else r.value for r in ran if r.value is not None] + [1e-9])
     data = []
     for r in rows:
-        entry = {"name": r.name, "task": r.task, "run_id": r.run_id, "skipped": r.skipped, "metric": r.metric,
-                 "value": r.value, "ci": list(r.ci95) if r.ci95 else None, "n": r.n, "retrieval": r.retrieval,
-                 "tokens": r.tokens_computed, "seconds": r.seconds, "from_cache": r.from_cache}
+        entry = {
+            "name": r.name,
+            "task": r.task,
+            "run_id": r.run_id,
+            "skipped": r.skipped,
+            "metric": r.metric,
+            "value": r.value,
+            "ci": list(r.ci95) if r.ci95 else None,
+            "n": r.n,
+            "retrieval": r.retrieval,
+            "tokens": r.tokens_computed,
+            "seconds": r.seconds,
+            "from_cache": r.from_cache,
+        }
         if r.test is not None:
-            entry.update(delta=r.test.delta, delta_ci=list(r.test.ci95), p=r.test.p_value, test=r.test.test,
-                         significant=r.test.p_value < alpha)
+            entry.update(
+                delta=r.test.delta,
+                delta_ci=list(r.test.ci95),
+                p=r.test.p_value,
+                test=r.test.test,
+                significant=r.test.p_value < alpha,
+            )
         if r.value is not None:  # bar geometry, in percent of the widest interval's end
             lo, hi = r.ci95 or (r.value, r.value)
             entry["bar"] = {"value": 100 * r.value / top, "lo": 100 * max(lo, 0) / top, "hi": 100 * hi / top}
         data.append(entry)
-    page = render_page("ladder.html.j2", ("report.css",), title=title, description=description, rows=data,
-                       reference=ran[0].name, alpha=alpha)
+    page = render_page(
+        "ladder.html.j2",
+        ("report.css",),
+        title=title,
+        description=description,
+        rows=data,
+        reference=ran[0].name,
+        alpha=alpha,
+    )
     out.write_text(page, encoding="utf-8")
     return out

@@ -25,8 +25,9 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.hashing import json_sha256
-from harness.record import RunRecord, sample_view
+from harness.record import RunRecord
 from harness.reports.html import script_json
+from harness.samples import sample_view
 from harness.store import RunStore, as_record
 
 SAMPLES_PER_CHUNK = 2000  # samples of one cell are compressed in chunks the browser unpacks on demand
@@ -71,9 +72,15 @@ def build_leaderboard(runs: Iterable[RunRecord | str | os.PathLike]) -> Leaderbo
         key = json_sha256({"model": identity.get("sha256") or identity.get("name"), "variant": variant})
         row = rows.setdefault(key, Row(key, record.label, identity.get("name") or "", variant))
         env = record.env
-        meta[record.run_id] = {"created": record.created, "spec_sha256": record.spec_sha256, "model": identity,
-                               "settings": record.settings, "seconds": env.get("seconds"),
-                               "libraries": env.get("libraries"), "device": env.get("device")}
+        meta[record.run_id] = {
+            "created": record.created,
+            "spec_sha256": record.spec_sha256,
+            "model": identity,
+            "settings": record.settings,
+            "seconds": env.get("seconds"),
+            "libraries": env.get("libraries"),
+            "device": env.get("device"),
+        }
         for task, cell, column in _cells(record):
             row.cells[task] = cell
             tasks.setdefault(task, column)
@@ -91,8 +98,13 @@ def _cells(record: RunRecord):
     group_subtasks = record.results.get("group_subtasks", {})
     subtasks = {t for group, members in group_subtasks.items() if group in scored for t in members}
     for task, main in record.main_scores().items():
-        column = {"name": task, "metric": main.label, "higher_is_better": main.higher_is_better,
-                  "top_level": task not in subtasks, "members": group_subtasks.get(task, [])}
+        column = {
+            "name": task,
+            "metric": main.label,
+            "higher_is_better": main.higher_is_better,
+            "top_level": task not in subtasks,
+            "members": group_subtasks.get(task, []),
+        }
         yield task, Cell(main.value, main.label, main.ci95, main.stderr, main.n, record.run_id, record.created), column
 
 
@@ -106,8 +118,15 @@ def _rank(rows: list[Row], tasks: list[dict[str, Any]]) -> None:
         sign = 1.0 if task["higher_is_better"] else -1.0
         for r in have:
             mine = sign * r.cells[task["name"]].value
-            beaten = sum(1.0 if mine > sign * o.cells[task["name"]].value else
-                         0.5 if mine == sign * o.cells[task["name"]].value else 0.0 for o in have if o is not r)
+            beaten = sum(
+                1.0
+                if mine > sign * o.cells[task["name"]].value
+                else 0.5
+                if mine == sign * o.cells[task["name"]].value
+                else 0.0
+                for o in have
+                if o is not r
+            )
             wins[r.key].append(beaten / (len(have) - 1))
     by_name = {t["name"]: t for t in tasks}
     for r in rows:
@@ -123,9 +142,12 @@ def _averageable(value: float, task: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------------------------- samples
 def pack_samples(samples: list[dict[str, Any]]) -> list[str]:
     """Samples as base64 gzip JSON chunks: compact in the page, unpacked by the browser when opened."""
-    return [base64.b64encode(gzip.compress(json.dumps(samples[i : i + SAMPLES_PER_CHUNK], ensure_ascii=False)
-                                           .encode("utf-8"), mtime=0)).decode("ascii")
-            for i in range(0, len(samples), SAMPLES_PER_CHUNK)]
+    return [
+        base64.b64encode(
+            gzip.compress(json.dumps(samples[i : i + SAMPLES_PER_CHUNK], ensure_ascii=False).encode("utf-8"), mtime=0)
+        ).decode("ascii")
+        for i in range(0, len(samples), SAMPLES_PER_CHUNK)
+    ]
 
 
 def board_samples(board: Leaderboard, records: Mapping[str, RunRecord]) -> dict[str, list[str]]:
@@ -167,8 +189,9 @@ def leaderboard_from_store(runs_dir: str | Path) -> tuple[Leaderboard, dict[str,
 EMBED_LIMIT = 6_000_000  # bytes of packed samples kept inside the page; beyond, they go in files beside it
 
 
-def render_leaderboard(board: Leaderboard, samples: dict[str, list[str]], out: str | Path,
-                       title: str = "harness leaderboard") -> Path:
+def render_leaderboard(
+    board: Leaderboard, samples: dict[str, list[str]], out: str | Path, title: str = "harness leaderboard"
+) -> Path:
     """Write the leaderboard page (and, for a large store, its samples beside it as out.samples/)."""
     from datetime import datetime, timezone
 
@@ -176,16 +199,29 @@ def render_leaderboard(board: Leaderboard, samples: dict[str, list[str]], out: s
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {"rows": [_row_data(r) for r in board.rows], "tasks": board.tasks, "runs": board.runs,
-                            "samples": None, "sample_files": None}
+    data: dict[str, Any] = {
+        "rows": [_row_data(r) for r in board.rows],
+        "tasks": board.tasks,
+        "runs": board.runs,
+        "samples": None,
+        "sample_files": None,
+    }
     if sum(len(c) for chunks in samples.values() for c in chunks) <= EMBED_LIMIT:
         data["samples"] = samples
     else:
         data["sample_files"] = _write_sample_files(samples, out)
     columns = [t for t in board.tasks if t["top_level"]]
-    page = render_page("leaderboard.html.j2", ("report.css", "leaderboard.js"), title=title, board=board,
-                       columns=columns, best=_best(board, columns), fmt=_fmt, data=data,
-                       generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    page = render_page(
+        "leaderboard.html.j2",
+        ("report.css", "leaderboard.js"),
+        title=title,
+        board=board,
+        columns=columns,
+        best=_best(board, columns),
+        fmt=_fmt,
+        data=data,
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
@@ -193,10 +229,18 @@ def render_leaderboard(board: Leaderboard, samples: dict[str, list[str]], out: s
 
 
 def _row_data(row: Row) -> dict[str, Any]:
-    return {"key": row.key, "label": row.label, "model": row.model, "variant": row.variant,
-            "winrate": row.mean_win_rate, "macro": row.macro_average,
-            "cells": {task: {"v": c.value, "ci": c.ci95, "se": c.stderr, "n": c.n, "run": c.run_id, "metric": c.metric}
-                      for task, c in row.cells.items()}}
+    return {
+        "key": row.key,
+        "label": row.label,
+        "model": row.model,
+        "variant": row.variant,
+        "winrate": row.mean_win_rate,
+        "macro": row.macro_average,
+        "cells": {
+            task: {"v": c.value, "ci": c.ci95, "se": c.stderr, "n": c.n, "run": c.run_id, "metric": c.metric}
+            for task, c in row.cells.items()
+        },
+    }
 
 
 def _best(board: Leaderboard, columns: list[dict[str, Any]]) -> dict[str, str]:
@@ -228,6 +272,6 @@ def _write_sample_files(samples: dict[str, list[str]], out: Path) -> dict[str, l
     for n, (key, chunks) in enumerate(sorted(samples.items())):
         for i, chunk in enumerate(chunks):
             name = f"{n:05d}-{i:03d}.js"
-            (folder / name).write_text(f"harnessSamples({script_json(key)},{i},\"{chunk}\");\n", encoding="utf-8")
+            (folder / name).write_text(f'harnessSamples({script_json(key)},{i},"{chunk}");\n', encoding="utf-8")
             files.setdefault(key, []).append(f"{folder.name}/{name}")
     return files

@@ -10,10 +10,20 @@ import pandas as pd
 
 def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per run and task: run id, date, model, hashes, task, main metric and its value."""
-    flat = [{"run_id": r["run_id"], "created": r["created"], "model": r["model"],
-             "model_sha256": r["model_sha256"], "spec_sha256": r["spec_sha256"], "task": task,
-             "metric": r["scores"].get(task, {}).get("metric"), "value": r["scores"].get(task, {}).get("value")}
-            for r in rows for task in r["tasks"] or [None]]
+    flat = [
+        {
+            "run_id": r["run_id"],
+            "created": r["created"],
+            "model": r["model"],
+            "model_sha256": r["model_sha256"],
+            "spec_sha256": r["spec_sha256"],
+            "task": task,
+            "metric": r["scores"].get(task, {}).get("metric"),
+            "value": r["scores"].get(task, {}).get("value"),
+        }
+        for r in rows
+        for task in r["tasks"] or [None]
+    ]
     columns = ["run_id", "created", "model", "model_sha256", "spec_sha256", "task", "metric", "value"]
     return pd.DataFrame(flat, columns=columns)
 

@@ -15,9 +15,21 @@ def summary_rows(run: RunRecord | Mapping[str, Any]) -> list[dict[str, Any]]:
     results, tasks = (run.results, run.tasks) if isinstance(run, RunRecord) else (run, task_records(run))
     groups = list(results.get("groups", {}))
     order = groups + [t for t in results.get("results", {}) if t not in groups]
-    return [{"task": t.name, "group": t.group, "shots": t.num_fewshot, "n": t.n, "metric": s.label, "value": s.value,
-             "stderr": s.stderr, "ci95": s.ci95, "signature": s.signature}
-            for t in (tasks[name] for name in order) for s in t.scores]
+    return [
+        {
+            "task": t.name,
+            "group": t.group,
+            "shots": t.num_fewshot,
+            "n": t.n,
+            "metric": s.label,
+            "value": s.value,
+            "stderr": s.stderr,
+            "ci95": s.ci95,
+            "signature": s.signature,
+        }
+        for t in (tasks[name] for name in order)
+        for s in t.scores
+    ]
 
 
 def score_decimals(value: float) -> int:
@@ -40,7 +52,13 @@ def summary_table(rows: list[dict[str, Any]], title: str):
     for r in rows:
         name = f"[bold]{r['task']}[/bold]" if r["group"] else f"  {r['task']}"
         ci, d = r.get("ci95"), score_decimals(r["value"])  # stderr and interval at the value's precision
-        table.add_row(name, "" if r["shots"] is None else str(r["shots"]), "" if r["n"] is None else str(r["n"]),
-                      r["metric"], format_score(r["value"], d), format_score(r["stderr"], d),
-                      f"[{format_score(ci[0], d)}, {format_score(ci[1], d)}]" if ci else "")
+        table.add_row(
+            name,
+            "" if r["shots"] is None else str(r["shots"]),
+            "" if r["n"] is None else str(r["n"]),
+            r["metric"],
+            format_score(r["value"], d),
+            format_score(r["stderr"], d),
+            f"[{format_score(ci[0], d)}, {format_score(ci[1], d)}]" if ci else "",
+        )
     return table

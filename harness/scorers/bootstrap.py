@@ -90,9 +90,7 @@ def bootstrap_statistic(
     return summarise(score(bootstrap_sums(stats, resamples, seed)), resamples, seed)
 
 
-def bootstrap_resampled(
-    n: int, score: Callable[[np.ndarray], np.ndarray], resamples: int, seed: int
-) -> Estimate:
+def bootstrap_resampled(n: int, score: Callable[[np.ndarray], np.ndarray], resamples: int, seed: int) -> Estimate:
     """Bootstrap of a score computed from resample indices directly: score(idx (rows, n)) -> (rows,)."""
     if n < 2 or resamples < 2:
         return Estimate(None, None, "bootstrap", resamples, seed)

@@ -69,12 +69,19 @@ METRICS: dict[str, Metric] = {
     **{t: Metric(("rouge-score",), rouge_options(t), registration=Registration("mean")) for t in ROUGE_TYPES},
     "corpus_bleu": Metric(("sacrebleu",), {}, registration=Registration("corpus_bleu")),
     "corpus_chrf": Metric(("sacrebleu",), {}, registration=Registration("corpus_chrf")),
-    "squad_exact_match": Metric(("harness",), {"norm": "squad-v1.1", "multiref": "max"},
-                                registration=Registration("mean")),
+    "squad_exact_match": Metric(
+        ("harness",), {"norm": "squad-v1.1", "multiref": "max"}, registration=Registration("mean")
+    ),
     "squad_f1": Metric(("harness",), {"norm": "squad-v1.1", "multiref": "max"}, registration=Registration("mean")),
-    **{name: Metric(("scipy",), {}, scope=("pearson", "spearman"),
-                    registration=Registration(name, ["generate_until", "multiple_choice"]))
-       for name in ("pearson", "spearman")},
+    **{
+        name: Metric(
+            ("scipy",),
+            {},
+            scope=("pearson", "spearman"),
+            registration=Registration(name, ["generate_until", "multiple_choice"]),
+        )
+        for name in ("pearson", "spearman")
+    },
     # computed by harness itself for multiple-choice tasks: no aggregation of a task's is ECE (scope empty)
     "ece": Metric(("harness",), {"bins": ECE_BINS, "binning": "equal-width", "conf": "max-softmax"}, scope=()),
     # lm-eval's own metrics, when lm-eval's own aggregation scores them
@@ -152,9 +159,11 @@ def _brier(items, options, r, aggregation):  # mean over docs of Σ (p - one_hot
 def _perplexity(score: Callable[[np.ndarray], np.ndarray], weighted: bool = True) -> Estimator:
     def estimate(items, options, r, aggregation):
         # perplexity is exp(-mean ll): a weighted perplexity with weight 1
-        stats = np.array([(float(ll), float(units)) for ll, units in items] if weighted
-                         else [(float(ll), 1.0) for ll in items])
+        stats = np.array(
+            [(float(ll), float(units)) for ll, units in items] if weighted else [(float(ll), 1.0) for ll in items]
+        )
         return r.statistic(stats, score), options
+
     return estimate
 
 
@@ -176,26 +185,32 @@ def _f1(items, options, r, aggregation):
 
 def _lm_eval_sacrebleu(metric: Callable[[], Any]) -> Estimator:
     """lm-eval's sacrebleu aggregations: the sacrebleu metric each one calls, with lm-eval's arguments."""
+
     def estimate(items, options, r, aggregation):
         from harness.lm_eval_compat import sacreformat
 
         metric_obj = metric()
         streams, preds = sacreformat([ref for ref, _ in items], [p for _, p in items])
         return _sacrebleu(metric_obj, list(preds), [list(s) for s in streams], options, r)
+
     return estimate
 
 
 def _corpus(kind: str) -> Estimator:
     def estimate(items, options, r, aggregation):
-        return _sacrebleu(new_metric(kind), [p for _, p in items], reference_streams([ref for ref, _ in items]),
-                          options, r)
+        return _sacrebleu(
+            new_metric(kind), [p for _, p in items], reference_streams([ref for ref, _ in items]), options, r
+        )
+
     return estimate
 
 
 def _sacrebleu(metric_obj, preds, streams, options, r):
     stats = segment_statistics(metric_obj, preds, streams)
-    return r.statistic(stats, lambda s: scores_from_statistics(metric_obj, s)), {**sacrebleu_options(metric_obj),
-                                                                                **options}
+    return r.statistic(stats, lambda s: scores_from_statistics(metric_obj, s)), {
+        **sacrebleu_options(metric_obj),
+        **options,
+    }
 
 
 def _pearson(items, options, r, aggregation):
@@ -204,8 +219,9 @@ def _pearson(items, options, r, aggregation):
 
 def _spearman(items, options, r, aggregation):
     x, y = [p for p, _ in items], [g for _, g in items]
-    estimate = bootstrap_resampled(r.n, lambda idx: spearman_resampled(x, y, idx), r.resamples, r.seed) \
-        if r.on else None
+    estimate = (
+        bootstrap_resampled(r.n, lambda idx: spearman_resampled(x, y, idx), r.resamples, r.seed) if r.on else None
+    )
     return estimate, options
 
 
@@ -221,8 +237,9 @@ def _task_own(items, options, r, aggregation):
     try:
         return bootstrap_resampled(r.n, replicate, r.resamples, r.seed), options
     except Exception as exc:  # a custom aggregation may not accept resampled items; report no interval
-        logging.getLogger(__name__).warning("no bootstrap for aggregation %s: %s",
-                                            getattr(aggregation, "__name__", aggregation), exc)
+        logging.getLogger(__name__).warning(
+            "no bootstrap for aggregation %s: %s", getattr(aggregation, "__name__", aggregation), exc
+        )
         return None, options
 
 

@@ -26,8 +26,12 @@ class PairedTest:
     b_only: int | None = None  # ... and in b only
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = DEFAULT_RESAMPLES,
-                     seed: int = 1234) -> tuple[tuple[float, float], float]:
+def paired_bootstrap(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 1234,
+) -> tuple[tuple[float, float], float]:
     """95 % interval of mean(b - a) and the two-sided p-value of 'no difference'."""
     diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     n = len(diff)
@@ -44,7 +48,7 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = DE
     return (float(low), float(high)), float(min(1.0, max(p, 1.0 / resamples)))
 
 
-def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> tuple[float, int, int]:
+def mcnemar_exact(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[float, int, int]:
     """Exact McNemar p-value for paired 0/1 scores, and the discordant counts (right in a only, in b only)."""
     from scipy.stats import binomtest
 
@@ -55,8 +59,9 @@ def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> tuple[float, int, i
     return float(binomtest(b_only, a_only + b_only, 0.5).pvalue), a_only, b_only
 
 
-def compare_paired(a: Sequence[float], b: Sequence[float], resamples: int = DEFAULT_RESAMPLES,
-                   seed: int = 1234) -> PairedTest:
+def compare_paired(
+    a: Sequence[float], b: Sequence[float], resamples: int = DEFAULT_RESAMPLES, seed: int = 1234
+) -> PairedTest:
     """McNemar where every score is 0 or 1, else the paired bootstrap; the delta's interval by bootstrap."""
     a_arr, b_arr = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     ci, p = paired_bootstrap(a_arr, b_arr, resamples, seed)

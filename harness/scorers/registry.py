@@ -27,8 +27,12 @@ def _register(name: str):
     (the names are not lm-eval's: checked in tests)."""
     registration = METRICS[name].registration
     assert registration is not None, name
-    return register_metric(metric=name, higher_is_better=registration.higher_is_better,
-                           output_type=registration.output_type, aggregation=registration.aggregation)
+    return register_metric(
+        metric=name,
+        higher_is_better=registration.higher_is_better,
+        output_type=registration.output_type,
+        aggregation=registration.aggregation,
+    )
 
 
 def _single(references: Sequence[Any], predictions: Sequence[Any]) -> tuple[Any, Any]:

@@ -40,8 +40,9 @@ def estimate_options(estimate: Estimate | None) -> dict[str, object]:
     return {"ci": estimate.method}
 
 
-def format_signature(name: str, options: Mapping[str, object], estimate: Estimate | None,
-                     libraries: Iterable[str]) -> str:
+def format_signature(
+    name: str, options: Mapping[str, object], estimate: Estimate | None, libraries: Iterable[str]
+) -> str:
     """`name|options|ci...|lib:version...`; None-valued options are left out."""
     parts = [name]
     for key, value in {**options, **estimate_options(estimate)}.items():

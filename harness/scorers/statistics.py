@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 _CONFIG_KEYS = ("metric", "aggregation", "higher_is_better", "hf_evaluate")
 
 
-def attach_statistics(results: dict[str, Any], samples: dict[str, list[dict]], tasks: Iterable[Any], *,
-                      seed: int, resamples: int) -> None:
+def attach_statistics(
+    results: dict[str, Any], samples: dict[str, list[dict]], tasks: Iterable[Any], *, seed: int, resamples: int
+) -> None:
     """Fill in stderr, ci95, signatures, ECE and sentence BLEU (see the module docstring); in place."""
     leaves, groups = _flatten(tasks)
     annotator = _Annotator(results, seed, resamples)
@@ -81,9 +82,9 @@ class _Annotator:
             aggregation = aggregations.get(metric, lm_metrics.mean)  # lm-eval's fallback is mean too
             options, libraries = describe_metric(metric, aggregation, _metric_config(config, metric))
             try:
-                estimate, options, libraries = estimate_score(metric, aggregation, items,
-                                                              _metric_config(config, metric), seed=self.seed,
-                                                              resamples=self.resamples)
+                estimate, options, libraries = estimate_score(
+                    metric, aggregation, items, _metric_config(config, metric), seed=self.seed, resamples=self.resamples
+                )
             except Exception as exc:  # per-sample items we cannot read must not cost the finished run
                 log.warning("%s %s: no stderr or interval (%s: %s)", name, key, type(exc).__name__, exc)
                 estimate = None
@@ -107,10 +108,14 @@ class _Annotator:
         for key in [k for k, v in aggregated.items() if is_score(k, v)]:
             metric, filt = split_key(key)
             stderr = aggregated.get(stderr_key(metric, filt))
-            estimate = (Estimate(float(stderr), normal_interval(aggregated[key], float(stderr)), "normal")
-                        if isinstance(stderr, numbers.Real) else None)
-            options, libraries = next((self.described[(t, key)] for t in leaf_names if (t, key) in self.described),
-                                      ({}, []))
+            estimate = (
+                Estimate(float(stderr), normal_interval(aggregated[key], float(stderr)), "normal")
+                if isinstance(stderr, numbers.Real)
+                else None
+            )
+            options, libraries = next(
+                (self.described[(t, key)] for t in leaf_names if (t, key) in self.described), ({}, [])
+            )
             group_options = {**options, "group": "size-weighted" if weighting.get(metric, True) else "mean"}
             self.record(group.name, key, estimate, group_options, libraries)
         for filt in {f for (t, f) in self.calibration if t in leaf_names}:
@@ -130,14 +135,16 @@ class _Annotator:
         self.results.setdefault("higher_is_better", {}).setdefault(name, {})["ece"] = False
 
 
-def estimate_score(metric: str, aggregation: Callable, items: list, config: dict, *, seed: int,
-                   resamples: int) -> tuple[Estimate | None, dict[str, object], list[str]]:
+def estimate_score(
+    metric: str, aggregation: Callable, items: list, config: dict, *, seed: int, resamples: int
+) -> tuple[Estimate | None, dict[str, object], list[str]]:
     """(uncertainty, signature options, libraries) of one score from its per-sample items."""
     options, libraries = describe_metric(metric, aggregation, config)
     if not items:
         return None, options, libraries
-    estimate, options = stderr_method(aggregation).estimate(items, options, Resampling(seed, resamples, len(items)),
-                                                            aggregation)
+    estimate, options = stderr_method(aggregation).estimate(
+        items, options, Resampling(seed, resamples, len(items)), aggregation
+    )
     return estimate, options, libraries
 
 
