@@ -23,10 +23,12 @@ def harness(*args: str):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A baseline run, the same run again (unchanged), and a planted regression: the arithmetic
-    task without its three worked examples (a worse prompt); capitals is the same in all three."""
+    task without its three worked examples (a worse prompt); capitals is the same in all three.
+    The unchanged run is computed again (--no-cache), not replayed from the request cache, so that
+    its passing also says the runner gives the same answers twice."""
     root = tmp_path_factory.mktemp("gate")
     made = {}
-    for name, extra in (("base", []), ("same", []), ("worse", ["--num-fewshot", "0"])):
+    for name, extra in (("base", []), ("same", ["--no-cache"]), ("worse", ["--num-fewshot", "0"])):
         out = harness("run", "--tasks", TASKS, "--output", str(root / name), *extra)
         assert out.returncode == 0, out.stderr[-2000:]
         (made[name],) = RunStore(root / name).runs()
@@ -83,7 +85,14 @@ def test_an_unchanged_candidate_passes_and_a_worse_prompt_fails(runs):
     )
     a_only = sum(b[d] == 1 and w[d] == 0 for d in b)
     b_only = sum(b[d] == 0 and w[d] == 1 for d in b)
-    assert f"mcnemar p = {mcnemar_two_sided(a_only, b_only):.3g}" in why
+    p = mcnemar_two_sided(a_only, b_only)
+    assert f"mcnemar p = {p:.3g}" in why
+    # the verdict itself, from the definition: a drop (per-sample scores, not results.json) beyond
+    # --max-drop that McNemar's test calls significant at 0.05
+    drop = (a_only - b_only) / len(b)
+    assert (worse.returncode == 1) == (drop > 0.05 and p < 0.05)
+    same_scores = {s["doc_id"]: s["exact_match"] for s in read_samples(made["same"]) if s["task"] == "demo_arithmetic"}
+    assert same_scores == b  # computed again, every document scores as before: nothing to flag
     cases = {c.get("name"): c for c in ElementTree.parse(junit).getroot()}
     assert cases["demo_arithmetic"].find("failure") is not None
     assert cases["demo_capitals"].find("failure") is None

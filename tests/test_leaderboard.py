@@ -3,6 +3,8 @@ browser, hostile model output rendered as inert text, no console errors)."""
 
 from __future__ import annotations
 
+import copy
+
 import pandas as pd
 import pytest
 from clirun import harness
@@ -21,30 +23,46 @@ HOSTILE = [
 ]
 
 
-def write_run(store: RunStore, run_id: str, model: str, scores: dict[str, float], shots=None, samples=()):
-    """A stored run as harness writes it (results, spec, env, samples), with given main scores."""
-    results = {
-        "results": {t: {"alias": t, "acc,none": v, "acc_stderr,none": 0.01} for t, v in scores.items()},
-        "ci95": {t: {"acc,none": [v - 0.02, v + 0.02]} for t, v in scores.items()},
-        "higher_is_better": {t: {"acc": True} for t in scores},
-        "n-samples": {t: {"effective": 100, "original": 100} for t in scores},
-        "configs": {t: {} for t in scores},
-        "group_subtasks": {"a_group_without_a_score": sorted(scores)},  # like demo: its tasks stay columns
-        "harness": {
-            "model": {"name": model, "sha256": f"sha-{model}", "dtype": "float32", "device": "cpu"},
-            "spec_sha256": f"{run_id}-spec",
-        },
-    }
-    spec = {"spec": {"model": model, "num_fewshot": shots, "tasks": list(scores)}}
-    env = {"started": f"2026-11-{run_id[-2:]}T00:00:00+00:00", "seconds": 1.0}
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, smollm2_weights):
+    """A real run's record: the schema the fabricated runs below copy, so that they cannot drift from
+    what harness writes."""
+    root = tmp_path_factory.mktemp("real")
+    out = harness("run", "--tasks", "demo_capitals", "--limit", "4", "--output", str(root))
+    assert out.returncode == 0, out.stderr[-2000:]
+    (run_dir,) = RunStore(root).runs()
+    return RunStore(root).load(run_dir)
+
+
+PER_TASK = ("results", "ci95", "signatures", "higher_is_better", "n-samples", "configs", "versions", "n-shot")
+
+
+def write_run(template, store: RunStore, run_id: str, model: str, scores: dict[str, float], shots=None, samples=()):
+    """A stored run made from a real one (template: its RunRecord): its task's entries copied under each
+    name in `scores` with that main score (acc) and interval, its model renamed, its shots set."""
+    src = template.results
+    (task,) = src["results"]
+    results = copy.deepcopy(src)
+    for section in PER_TASK:
+        results[section] = {t: copy.deepcopy(src[section][task]) for t in scores}
+    for t, v in scores.items():
+        results["results"][t].update({"alias": t, "acc,none": v})
+        results["ci95"][t]["acc,none"] = [v - 0.02, v + 0.02]
+    results["group_subtasks"] = {"a_group_without_a_score": sorted(scores)}  # like demo: its tasks stay columns
+    results["harness"]["model"] = {**src["harness"]["model"], "name": model, "sha256": f"sha-{model}"}
+    results["harness"]["spec_sha256"] = f"{run_id}-spec"
+    spec = copy.deepcopy(template.spec)
+    spec["spec"].update({"model": model, "num_fewshot": shots, "tasks": list(scores)})
+    spec["tasks"] = {t: copy.deepcopy(template.spec["tasks"][task]) for t in scores}
+    env = {**template.env, "started": f"2026-11-{run_id[-2:]}T00:00:00+00:00"}
     return store.write_run(run_id, results, list(samples), spec, env)
 
 
-def test_rankings_match_pandas(tmp_path):
+def test_rankings_match_pandas(tmp_path, real_run):
     store = RunStore(tmp_path)
     table = {"m1": {"a": 0.5, "b": 0.7, "c": 0.2}, "m2": {"a": 0.6, "b": 0.7, "c": 0.1}, "m3": {"a": 0.4, "b": 0.9}}
     for i, (model, scores) in enumerate(table.items()):
-        write_run(store, f"run-{i:02d}", model, scores)
+        write_run(real_run, store, f"run-{i:02d}", model, scores)
     board = build_leaderboard(store.runs())
     frame = pd.DataFrame(table).T  # models x tasks
     # HELM's mean win rate: per task, the share of the other models beaten (ties half) = (rank - 1) / (n - 1)
@@ -56,8 +74,8 @@ def test_rankings_match_pandas(tmp_path):
         assert got[model].macro_average == pytest.approx(macro[model])
     assert [r.model for r in board.rows] == list(win.sort_values(ascending=False).index)
     # a later run of the same variant replaces the cell; a 0-shot run is a row of its own
-    write_run(store, "run-10", "m1", {"a": 0.9})
-    write_run(store, "run-11", "m1", {"a": 0.1}, shots=0)
+    write_run(real_run, store, "run-10", "m1", {"a": 0.9})
+    write_run(real_run, store, "run-11", "m1", {"a": 0.1}, shots=0)
     board = build_leaderboard(store.runs())
     rows = {r.label: r for r in board.rows}
     assert rows["m1"].cells["a"].value == 0.9 and rows["m1"].cells["b"].value == 0.7
@@ -79,7 +97,7 @@ def sample(i: int, output: str, correct: bool, task: str = "a") -> dict:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(tmp_path_factory, real_run):
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     playwright = pytest.importorskip(
@@ -91,14 +109,15 @@ def page(tmp_path_factory):
     store = RunStore(root / "runs")
     hostile_model = '<b onmouseover="window.__pwned=1">evil</b>-model'
     write_run(
+        real_run,
         store,
         "run-01",
         "alpha",
         {"a": 0.3, "b": 0.8},
         samples=[sample(i, HOSTILE[i % 4], correct=i % 3 == 0) for i in range(120)],
     )
-    write_run(store, "run-02", "beta", {"a": 0.6, "b": 0.5})
-    write_run(store, "run-03", hostile_model, {"a": 0.45, 'x"><img src=y onerror=window.__pwned=2>': 0.5})
+    write_run(real_run, store, "run-02", "beta", {"a": 0.6, "b": 0.5})
+    write_run(real_run, store, "run-03", hostile_model, {"a": 0.45, 'x"><img src=y onerror=window.__pwned=2>': 0.5})
     out = harness("leaderboard", "--runs", str(root / "runs"), "--out", str(root / "board.html"))
     assert out.returncode == 0, out.stderr
     with playwright.sync_playwright() as p:

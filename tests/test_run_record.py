@@ -26,10 +26,10 @@ def demo_run(tmp_path_factory, smollm2_weights):
     return spec, runs, evaluate_and_store(spec, runs)
 
 
-def evaluate_and_store(spec, runs):
-    finished = run_evaluation(spec)
+def evaluate_and_store(spec, runs, **kwargs):
+    finished = run_evaluation(spec, **kwargs)
     run_dir = RunStore(runs).save(finished)
-    return SimpleNamespace(run_dir=run_dir, run_id=run_dir.name, results=finished.results)
+    return SimpleNamespace(run_dir=run_dir, run_id=run_dir.name, results=finished.results, env=finished.env)
 
 
 def test_run_folder_holds_the_four_files_and_nothing_half_written(demo_run):
@@ -78,16 +78,32 @@ def test_spec_identifies_model_file_tasks_and_settings(demo_run):
     assert env["libraries"]["lm_eval"] == lm_eval.__version__
 
 
-def test_same_spec_same_identity_and_numbers_other_settings_differ(demo_run, tmp_path):
+def test_same_spec_computed_again_gives_the_same_identity_and_numbers(demo_run, tmp_path):
     spec, _, first = demo_run
-    again = evaluate_and_store(spec, tmp_path)
+    # computed again, not replayed: the session's request cache already holds every answer
+    again = evaluate_and_store(spec, tmp_path, request_cache=None)
+    assert "request_cache" not in again.env["runner"] and again.env["runner"]["forward_passes"] > 0
     a, b = read_json(first.run_dir, SPEC), read_json(again.run_dir, SPEC)
     assert a["spec_sha256"] == b["spec_sha256"]
     assert first.results["results"] == again.results["results"]
+    # every document's raw answers (log-likelihoods, generated text), not just the aggregates
+    assert [s["resps"] for s in read_samples(first.run_dir)] == [s["resps"] for s in read_samples(again.run_dir)]
+
+
+def test_a_cached_rerun_equals_the_computed_run(demo_run, tmp_path):
+    spec, _, first = demo_run
+    replay = evaluate_and_store(spec, tmp_path)
+    assert replay.env["runner"]["requests_computed"] == 0 and replay.env["runner"]["requests_from_cache"] > 0
+    assert replay.results["results"] == first.results["results"]
+    assert [s["resps"] for s in read_samples(first.run_dir)] == [s["resps"] for s in read_samples(replay.run_dir)]
+
+
+def test_other_settings_give_another_identity(demo_run, tmp_path):
+    _, _, first = demo_run
     other = evaluate_and_store(
         RunSpec(model="smollm2-135m", tasks=("demo_capitals",), limit=6, num_fewshot=1), tmp_path
     )
-    assert read_json(other.run_dir, SPEC)["spec_sha256"] != a["spec_sha256"]
+    assert read_json(other.run_dir, SPEC)["spec_sha256"] != read_json(first.run_dir, SPEC)["spec_sha256"]
 
 
 def test_a_failed_write_leaves_no_visible_run(tmp_path):

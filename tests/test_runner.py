@@ -98,13 +98,15 @@ def test_bbh_greedy_generation_with_its_stop_strings_matches_lm_eval(harness_lm,
     assert harness_lm.generate_until(requests) == reference_lm.generate_until(requests)
 
 
-def test_batch_size_does_not_change_scores(harness_lm):
+def test_batch_size_does_not_change_scores(harness_lm, reference_lm):
     from harness.models.hf import HarnessLM
 
     requests = task_instances("demo_capitals", limit=10)
     one = HarnessLM(loaded=harness_lm.loaded, batch_size=1).loglikelihood(requests)
     many = HarnessLM(loaded=harness_lm.loaded, batch_size=16).loglikelihood(requests)
     assert_same_loglikelihoods(one, many)
+    # and both are lm-eval's: a bug shared by every batch size would pass the first check alone
+    assert_same_loglikelihoods(one, reference_lm.loglikelihood(requests))
 
 
 def test_short_rows_fill_a_batch_by_tokens_and_keep_lm_evals_numbers(harness_lm, reference_lm):
@@ -252,11 +254,12 @@ def test_picked_log_probs_and_greedy_flags_are_log_softmax_and_argmax():
     assert greedy[-2] and not greedy[-1] and greedy.sum() >= (len(position) - 2) // 2
 
 
-def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_lm):
+def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_lm, reference_lm):
     from harness.models.hf import HarnessLM
 
     requests = task_instances("demo_capitals", limit=12)
     reference = HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests)
+    assert_same_loglikelihoods(reference, reference_lm.loglikelihood(requests))  # the invariant's anchor: lm-eval
 
     def runner(budget: int, sizes: list[int]):
         return HarnessLM(
@@ -277,7 +280,7 @@ def test_auto_batch_size_follows_the_memory_budget_and_keeps_the_scores(harness_
     assert max(ample_sizes) > 4 and len(ample_sizes) < len(tight_sizes)  # room: bigger, fewer passes
 
 
-def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
+def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm, reference_lm):
     import torch
 
     from harness.models.hf import HarnessLM
@@ -293,20 +296,22 @@ def test_out_of_memory_halves_the_batch_instead_of_crashing(harness_lm):
         pack_max_tokens=0,  # a row per request
         on_scoring_pass=tight_device,
     )
-    assert_same_loglikelihoods(
-        tight.loglikelihood(requests), HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests)
-    )
+    reference = HarnessLM(loaded=harness_lm.loaded, batch_size=4).loglikelihood(requests)
+    assert_same_loglikelihoods(reference, reference_lm.loglikelihood(requests))  # the anchor: lm-eval's numbers
+    assert_same_loglikelihoods(tight.loglikelihood(requests), reference)
     assert 1 <= tight.batcher.batch_size <= 2  # halved until a slice fits (a 3-item tail halves to 1)
 
 
-def test_compiled_forward_gives_the_same_scores(harness_lm, smollm2_weights):
+def test_compiled_forward_gives_the_same_scores(harness_lm, reference_lm, smollm2_weights):
     from harness.models.catalog import load_model
     from harness.models.hf import HarnessLM
 
     requests = task_instances("demo_capitals", limit=6)
     compiled = HarnessLM(loaded=load_model("smollm2-135m"), batch_size=8, compile=True)  # its own model copy
     assert hasattr(compiled.model.forward, "_torchdynamo_orig_callable")
-    assert_same_loglikelihoods(compiled.loglikelihood(requests), harness_lm.loglikelihood(requests))
+    ours = harness_lm.loglikelihood(requests)
+    assert_same_loglikelihoods(ours, reference_lm.loglikelihood(requests))  # the anchor: lm-eval's numbers
+    assert_same_loglikelihoods(compiled.loglikelihood(requests), ours)
 
 
 def test_older_transformers_path_keeps_the_same_columns_in_every_row(harness_lm, reference_lm, shared_data):
@@ -315,8 +320,9 @@ def test_older_transformers_path_keeps_the_same_columns_in_every_row(harness_lm,
 
     requests = task_instances("mmlu_anatomy_continuation", shared_data, num_fewshot=0, limit=6)
     union = HarnessLM(loaded=harness_lm.loaded, batch_size=8)
-    assert union.scorer.row_logits  # this machine's transformers takes per-row columns; the test turns it off
-    union.scorer.row_logits = False
+    if not union.scorer.row_logits:
+        pytest.skip("this transformers has no per-row logits_to_keep: every run here takes the union path already")
+    union.scorer.row_logits = False  # the per-row path turned off: the union of the rows' columns
     assert_same_loglikelihoods(union.loglikelihood(requests), reference_lm.loglikelihood(requests))
 
 

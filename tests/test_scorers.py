@@ -308,6 +308,26 @@ def test_vectorised_bootstrap_equals_the_same_resamples_scored_one_by_one():
     assert fast.stderr == pytest.approx(slow.stderr, rel=1e-9) and fast.ci95 == pytest.approx(slow.ci95, rel=1e-9)
 
 
+def test_resampling_agrees_with_an_independent_numpy_resampler():
+    """The check above shares our resample indices on both sides; here the other side draws its own
+    (another generator, another seed), so a resampler that drew the wrong indices would show."""
+    rng = np.random.default_rng(13)
+    golds = rng.integers(0, 2, 300).tolist()
+    preds = [g if rng.random() < 0.7 else 1 - g for g in golds]
+    rows, k = confusion_rows(golds, preds)
+    resamples = 2000
+    ours = bootstrap_statistic(rows, lambda s: mcc_from_confusion(s, k), resamples, SEED)
+    g, p = np.asarray(golds), np.asarray(preds)
+    idx = np.random.Generator(np.random.PCG64(2026)).integers(0, len(golds), size=(resamples, len(golds)))
+    theirs = np.array([sklearn.metrics.matthews_corrcoef(g[row], p[row]) for row in idx])
+    sd = theirs.std(ddof=1)
+    # two independent bootstrap sds of B resamples each differ by ~1/sqrt(B) relative: allow 5 of those
+    assert ours.stderr == pytest.approx(sd, rel=5 / np.sqrt(resamples))
+    # a 2.5 % quantile of B draws has a Monte Carlo sd of ~0.06 sd (normal replicates): 0.45 sd is > 5 of two
+    lo, hi = np.percentile(theirs, [2.5, 97.5])
+    assert abs(ours.ci95[0] - lo) < 0.45 * sd and abs(ours.ci95[1] - hi) < 0.45 * sd
+
+
 def test_bleu_bootstrap_equals_sacrebleu_rescoring_each_resample(samsum_refs):
     rng = random.Random(14)
     refs = samsum_refs[200:260]
