@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.adapters import task_hooks
 from harness.errors import BadOptionError
-from harness.hashing import json_sha256
+from harness.hashing import config_sha256, json_sha256
 from harness.lm_eval_compat import evaluator_git_hash
 from harness.mirror import resolve_data_dir
 from harness.models.catalog import LoadedModel, load_model
@@ -143,7 +143,7 @@ def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str,
         n = results.get("n-samples", {}).get(name, {})
         records[name] = {
             "version": results.get("versions", {}).get(name),
-            "config_sha256": json_sha256(config),
+            "config_sha256": config_sha256(config),
             "num_fewshot": results.get("n-shot", {}).get(name),
             "output_type": config.get("output_type"),
             "generation_kwargs": config.get("generation_kwargs")

@@ -5,13 +5,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+# What a repr says of the process, not of the object: a function's address ("<function f at
+# 0x7f...>") and the folder a task's code was loaded from ("<class '/checkout/tasks/squad/utils.X'>",
+# lm-eval names a task's utils module by its path)
+_PROCESS_DETAILS = ((re.compile(r" at 0x[0-9a-fA-F]+>"), ">"), (re.compile(r"<class '[^'<>]*/"), "<class '"))
+
+
+def canonical_json(obj: Any) -> str:
+    """An object's canonical JSON: sorted keys, no whitespace, str() for the rest."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
 
 def json_sha256(obj: Any) -> str:
-    """sha256 of an object's canonical JSON (sorted keys, no whitespace, str() for the rest)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    """sha256 of an object's canonical JSON."""
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def config_sha256(config: Any) -> str:
+    """json_sha256 of a task config, the same in every process and checkout: the addresses and
+    folders that reprs of its functions and classes carry are left out (a config without them
+    hashes as json_sha256 does)."""
+    text = canonical_json(config)
+    for pattern, replacement in _PROCESS_DETAILS:
+        text = pattern.sub(replacement, text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

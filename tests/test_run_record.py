@@ -155,3 +155,30 @@ def test_a_stored_run_loads_as_its_record_and_load_runs_frames_every_score(demo_
     )
     frame = load_runs(other.run_dir)
     assert set(frame.variant) == {"1-shot; seed 7"} and set(frame.label) == {"smollm2-135m (1-shot; seed 7)"}
+
+
+HASH_SAMSUM_CONFIG = """
+import sys
+from harness.hashing import canonical_json, config_sha256
+from harness.tasks import build_task_manager
+from pathlib import Path
+task = build_task_manager((), Path(sys.argv[1])).load(["samsum"])["tasks"]["samsum"]
+config = task.dump_config()
+print(config_sha256(config), " at 0x" in canonical_json(config))
+"""
+
+
+def test_a_task_config_hashes_the_same_in_every_process(shared_data):
+    # samsum's config holds `!function` reprs with the function's address, which differs per process
+    import subprocess
+    import sys
+
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", HASH_SAMSUM_CONFIG, str(shared_data)], capture_output=True, text=True, timeout=300
+        )
+        for _ in range(2)
+    ]
+    assert all(out.returncode == 0 for out in outs), outs[0].stderr[-2000:]
+    (first, has_address), (second, _) = (out.stdout.split() for out in outs)
+    assert has_address == "True" and first == second

@@ -43,6 +43,10 @@ def test_two_saves_under_one_id_keep_both_runs(tmp_path):
     second = store.write_run("20261123T000000Z-m-ab", record, [], {}, {"started": "2026-11-23T00:00:00"})
     assert first != second and first.is_dir() and second.is_dir()
     assert [r["run_id"] for r in store.query()] == sorted([first.name, second.name])
+    # the first id is a prefix of the second (`ID-2`): named in full it is that run, not an ambiguity
+    assert store.find(first.name) == first and store.find(second.name) == second
+    with pytest.raises(UserError, match="ambiguous"):
+        store.find("20261123T000000Z")
 
 
 @pytest.mark.model
