@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from harness.commands import catalog, finetune, index, ladder, reports
+from harness.commands import catalog, contamination, finetune, index, ladder, reports
 from harness.commands.options import (
     BATCH_SIZE_OPTION,
     DATA_DIR_OPTION,
@@ -81,7 +81,7 @@ def cli(debug: bool, verbose: bool) -> None:
     quiet_libraries(verbose)
 
 
-for _module in (catalog, reports, ladder, finetune, index):
+for _module in (catalog, reports, ladder, finetune, index, contamination):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -160,6 +160,15 @@ class RunRecord:
         return self.results.get("harness", {}).get("model", {})
 
     @property
+    def contamination(self) -> dict[str, Mapping[str, Any]]:
+        """Per task, the contamination report the run carries: the overlap of its adapter's training
+        data with the task's evaluated split (`harness finetune --task` writes it into the card, `harness
+        run --adapter` records it). Reports (leaderboard, ladder) mark the task's score with it."""
+        adapter = self.model.get("adapter") or {}
+        overlap = adapter.get("contamination")
+        return {str(overlap["task"]): overlap} if isinstance(overlap, Mapping) and overlap.get("task") else {}
+
+    @property
     def spec_sha256(self) -> str | None:
         return self.results.get("harness", {}).get("spec_sha256")
 

@@ -58,9 +58,12 @@ def read_adapter(path: str | os.PathLike) -> dict[str, Any]:
     card = folder / CARD
     if card.is_file():  # trained by `harness finetune`: it knows its base model
         try:
-            identity["base_sha256"] = json.loads(card.read_text(encoding="utf-8"))["base_model"]["sha256"]
+            recorded = json.loads(card.read_text(encoding="utf-8"))
+            identity["base_sha256"] = recorded["base_model"]["sha256"]
         except (ValueError, KeyError, TypeError):
-            pass
+            recorded = {}
+        if isinstance(recorded.get("contamination"), dict):  # its training data's overlap with a test split
+            identity["contamination"] = recorded["contamination"]
     return identity
 
 

@@ -11,6 +11,11 @@ from harness.commands.options import DATA_DIR_OPTION, INCLUDE_PATH_OPTION
 @click.option("--data", type=click.Path(), default=None, help='JSONL of {"prompt", "completion"} pairs.')
 @click.option("--task", default=None, help="Or a task: prompt = its zero-shot prompt, completion = its target.")
 @click.option("--split", default="validation", show_default=True, help="The task's split to train on.")
+@click.option(
+    "--allow-eval-split",
+    is_flag=True,
+    help="Train on the split the task is evaluated on (refused by default: the adapter would see its test).",
+)
 @DATA_DIR_OPTION
 @INCLUDE_PATH_OPTION
 @click.option(
@@ -47,6 +52,7 @@ def finetune(
     data,
     task,
     split,
+    allow_eval_split,
     data_dir,
     include_path,
     model,
@@ -70,7 +76,14 @@ def finetune(
     """Train a PEFT adapter (LoRA or prompt tuning); run it again to resume from its last checkpoint."""
     from harness.finetune import FinetuneSettings, load_train_data, run_finetune
 
-    train_data = load_train_data(data, task, split, data_dir, tuple(include_path))
+    train_data = load_train_data(data, task, split, data_dir, tuple(include_path), allow_eval_split)
+    overlap = train_data.contamination
+    if overlap is not None:
+        click.echo(
+            f"overlap with {overlap['task']} {overlap['split']} (what it is evaluated on): "
+            f"{overlap['flagged']} of {overlap['documents']} documents; written into the card",
+            err=True,
+        )
     settings = FinetuneSettings(
         model=model,
         method=method,

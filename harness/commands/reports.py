@@ -78,13 +78,21 @@ def leaderboard(runs_dir, out, title):
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the comparison as HTML here.")
 @MD_OUT_OPTION
 @click.option("--alpha", type=ALPHA, default=0.05, show_default=True, help="Significance level.")
-def compare(runs, runs_dir, out, md_out, alpha):
+@click.option(
+    "--exclude",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A flags JSON from `harness contamination --json`: each task's score on all and on the clean documents.",
+)
+def compare(runs, runs_dir, out, md_out, alpha, exclude):
     """Compare runs: the first (A) against each other one, per task, with paired tests and flipped samples."""
     from harness.reports.compare import compare_runs, comparison_markdown, render_comparison
     from harness.store import find_run
 
+    if exclude:
+        return _compare_clean(runs, runs_dir, md_out, exclude)
     if len(runs) < 2:
-        raise UserError("harness compare needs at least two runs (A B [C...])")
+        raise UserError("harness compare needs at least two runs (A B [C...]), or one with --exclude")
     dirs = [find_run(r, runs_dir) for r in runs]
     comparisons = [compare_runs(dirs[0], d) for d in dirs[1:]]
     names = [d.name for d in dirs]
@@ -95,6 +103,24 @@ def compare(runs, runs_dir, out, md_out, alpha):
         click.echo(text)
     if out:
         click.echo(f"comparison page: {render_comparison(names, comparisons, out, alpha)}", err=bool(not md_out))
+
+
+def _compare_clean(runs, runs_dir, md_out, exclude) -> None:
+    """`harness compare RUN [RUN2 ...] --exclude FLAGS.json`: all vs clean per run (against the first)."""
+    from harness.contamination.report import read_flags
+    from harness.reports.clean import clean_markdown, clean_scores
+    from harness.store import find_run
+
+    flags = read_flags(exclude)
+    dirs = [find_run(r, runs_dir) for r in runs]
+    parts = [clean_markdown(dirs[0].name, clean_scores(dirs[0], flags), exclude)]
+    for d in dirs[1:]:
+        parts.append(clean_markdown(d.name, clean_scores(d, flags, baseline=dirs[0]), exclude, dirs[0].name))
+    text = "\n".join(parts)
+    if md_out:
+        Path(md_out).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text)
 
 
 @click.command()

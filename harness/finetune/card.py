@@ -51,6 +51,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- steps: {card['steps']} ({card['steps_per_epoch']} per epoch); trainable parameters "
         f"{card['trainable_parameters']:,}",
         f"- held-out loss: {fmt(card['holdout_loss_before'])} before, {fmt(card['holdout_loss'])} after",
+        *([contamination_line(card["contamination"])] if card.get("contamination") else []),
         f"- wall time: {card['wall_seconds']} s; libraries: "
         + ", ".join(f"{k} {v}" for k, v in card["libraries"].items()),
         "",
@@ -70,3 +71,14 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def contamination_line(overlap: dict[str, Any]) -> str:
+    """The card's line on the training pairs' overlap with the task's evaluation split."""
+    counts = overlap.get("counts", {})
+    return (
+        f"- overlap with the evaluated split ({overlap.get('task')} {overlap.get('split')}, "
+        f"{overlap.get('method')}): {overlap.get('flagged')} of {overlap.get('documents')} documents "
+        f"({counts.get('input', 0)} input, {counts.get('input-and-label', 0)} input-and-label, "
+        f"{counts.get('label', 0)} label only); longest span {overlap.get('longest')} words"
+    )

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ class Example:
 class TrainData:
     examples: list[Example]
     source: dict[str, Any]  # where the examples came from, with a sha256 of their content
+    task: Any = field(default=None, repr=False)  # the lm-eval task of `--task` (its evaluation split)
+    contamination: dict[str, Any] | None = None  # the pairs' overlap with that split, for the card
 
 
 def read_jsonl_pairs(path: str | os.PathLike) -> TrainData:
@@ -56,10 +58,16 @@ def read_jsonl_pairs(path: str | os.PathLike) -> TrainData:
 
 
 def task_pairs(
-    task_name: str, split: str, data_dir: str | None = None, include_paths: tuple[str, ...] = ()
+    task_name: str,
+    split: str,
+    data_dir: str | None = None,
+    include_paths: tuple[str, ...] = (),
+    allow_eval_split: bool = True,
 ) -> TrainData:
-    """(zero-shot prompt, target_delimiter + target) per doc of a task's split: what evaluation scores."""
+    """(zero-shot prompt, target_delimiter + target) per doc of a task's split: what evaluation scores.
+    Without allow_eval_split, the split the task is scored on is refused."""
     from harness.adapters import task_hooks
+    from harness.contamination.docs import eval_split, split_pairs
     from harness.mirror import resolve_data_dir
     from harness.tasks import build_task_manager, load_tasks, resolve_tasks
 
@@ -75,25 +83,17 @@ def task_pairs(
     if len(tasks) != 1:
         raise UserError(f"--task {task_name}: name one task, not a group")
     task = tasks[0]
-    cfg = task.config
+    scored_on = eval_split(task)
+    if split == scored_on and not allow_eval_split:
+        raise UserError(
+            f"--split {split}: task '{task.config.task}' is evaluated on its {split} split; an adapter trained "
+            f"on it is scored on what it learnt (--allow-eval-split to do it anyway)"
+        )
     # any split of the task's dataset (a fewshot_split too), through the task's process_docs
-    available = sorted(getattr(task, "dataset", None) or {})
-    if split not in available:
-        raise UserError(f"--split {split}: task '{task_name}' has splits {', '.join(available) or 'none'}")
-    docs = task.dataset[split]
-    docs = list(cfg.process_docs(docs) if cfg.process_docs is not None else docs)
-    if not docs:
+    pairs = split_pairs(task, split)
+    if not pairs:
         raise UserError(f"--task {task_name} --split {split}: no documents")
-    examples = []
-    for doc in docs:
-        prompt = task.fewshot_context(doc, 0)
-        target = task.doc_to_target(doc)
-        if cfg.output_type == "multiple_choice":
-            choices = task.doc_to_choice(doc)
-            target = choices[target] if isinstance(target, int) else target
-        elif isinstance(target, list):
-            target = target[0]
-        examples.append(Example(prompt, cfg.target_delimiter + str(target)))
+    examples = [Example(prompt, completion) for prompt, completion in pairs]
     content = json_sha256([[e.prompt, e.completion] for e in examples])
     return TrainData(
         examples,
@@ -104,6 +104,7 @@ def task_pairs(
             "data_dir": str(root) if root else None,
             "sha256": content,
         },
+        task=task,
     )
 
 
@@ -113,14 +114,45 @@ def load_train_data(
     split: str = "validation",
     data_dir: str | None = None,
     include_paths: tuple[str, ...] = (),
+    allow_eval_split: bool = False,
 ) -> TrainData:
-    """`--data FILE.jsonl` or `--task NAME --split SPLIT`: exactly one of them."""
+    """`--data FILE.jsonl` or `--task NAME --split SPLIT`: exactly one of them; a task's pairs come
+    with their overlap with the task's evaluation split (contamination)."""
     if bool(data) == bool(task):
         raise UserError("give training data: --data FILE.jsonl or --task NAME (one of them)")
     if data:
         return read_jsonl_pairs(data)
     assert task is not None  # one of the two, checked above
-    return task_pairs(task, split, data_dir, include_paths)
+    pairs = task_pairs(task, split, data_dir, include_paths, allow_eval_split)
+    pairs.contamination = eval_overlap(pairs)
+    return pairs
+
+
+def eval_overlap(data: TrainData) -> dict[str, Any] | None:
+    """The overlap of a task's training pairs with the split the task is evaluated on (word 13-grams,
+    harness.contamination), as the adapter card records it."""
+    if data.task is None:
+        return None
+    from harness.contamination.check import check_texts, eval_documents
+
+    docs, splits = eval_documents([data.task])
+    report = check_texts((e.prompt + e.completion for e in data.examples), docs, splits)
+    row = report.tasks[0] if report.tasks else None
+    if row is None:
+        return None
+    return {
+        "method": f"word {report.n}-grams (lm-eval janitor normalisation)",
+        "n": report.n,
+        "task": row.task,
+        "split": row.split,
+        "trained_on": data.source.get("split"),
+        "documents": row.documents,
+        "flagged": row.flagged,
+        "counts": row.counts,
+        "longest": row.longest,
+        "mean_share": round(row.mean_share, 4),
+        "flagged_doc_hashes": sorted(r.doc_hash for r in report.flagged),
+    }
 
 
 def encode_example(tokenizer, example: Example, max_length: int, add_eos: bool = True) -> tuple[list[int], list[int]]:

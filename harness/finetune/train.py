@@ -276,6 +276,8 @@ def run_finetune(
         "libraries": installed_versions(CARD_LIBRARIES),
         "torch_threads": torch.get_num_threads(),
     }
+    if data.contamination is not None:  # `--task`: the pairs' overlap with the evaluated split
+        card["contamination"] = data.contamination
     (out / "loss.svg").write_text(loss_svg(history), encoding="utf-8")
     (out / "README.md").write_text(card_markdown(card), encoding="utf-8")
     _write_json(out / CARD, card)  # last: its presence says the run finished

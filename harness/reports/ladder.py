@@ -9,6 +9,7 @@ targets differ are not paired; with none left the test falls back to the unpaire
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ class RungRow:
     retrieval: dict[str, float] | None = None
     test: PairedTest | None = None  # against the first rung
     skipped: str | None = None
+    overlap: Mapping[str, Any] | None = None  # an adapter rung: its training data's overlap with the task
 
     @property
     def ci95(self) -> tuple[float, float] | None:
@@ -77,6 +79,7 @@ def ladder_rows(rungs: list[Rung], metric: str | None = None, seed: int = 1234) 
             record.env.get("seconds"),
             retrieval or None,
         )
+        row.overlap = record.contamination.get(task)
         if reference is None:
             reference = (score, per_doc)
         else:
@@ -146,12 +149,24 @@ def ladder_markdown(title: str, description: str, rows: list[RungRow], alpha: fl
             f"| {test} | {retrieval} | {r.tokens_computed if r.tokens_computed is not None else '–'}{cached} "
             f"| {r.seconds if r.seconds is not None else '–'} | {r.run_id} |"
         )
+    lines += [f"- {md_cell(r.name)}: {overlap_note(r.overlap)}" for r in rows if r.overlap]
     lines += [
         "",
         f"Bold: the difference from {md_cell(ref.name)} is significant at {alpha} (McNemar's exact test for 0/1 "
         "scores, the paired bootstrap otherwise; samples paired by document).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def overlap_note(overlap: Mapping[str, Any]) -> str:
+    """What a rung's adapter card says of its training data's overlap with the evaluated split."""
+    counts = overlap.get("counts") or {}
+    return (
+        f"its adapter's training data ({overlap.get('task')} {overlap.get('trained_on') or ''}) overlaps "
+        f"{overlap.get('split')} in {overlap.get('flagged')} of {overlap.get('documents')} documents "
+        f"({counts.get('input', 0)} input, {counts.get('input-and-label', 0)} input-and-label; "
+        f"longest span {overlap.get('longest')} words, word {overlap.get('n')}-grams)"
+    )
 
 
 def render_ladder(title: str, description: str, rows: list[RungRow], out: str | Path, alpha: float = 0.05) -> Path:
@@ -177,6 +192,7 @@ def render_ladder(title: str, description: str, rows: list[RungRow], out: str | 
             "tokens": r.tokens_computed,
             "seconds": r.seconds,
             "from_cache": r.from_cache,
+            "overlap": overlap_note(r.overlap) if r.overlap else None,
         }
         if r.test is not None:
             entry.update(

@@ -42,6 +42,7 @@ class Cell:
     n: int | None
     run_id: str
     created: str | None
+    contamination: Mapping[str, Any] | None = None  # the run's contamination report of the task, if any
 
 
 @dataclass
@@ -105,7 +106,9 @@ def _cells(record: RunRecord):
             "top_level": task not in subtasks,
             "members": group_subtasks.get(task, []),
         }
-        yield task, Cell(main.value, main.label, main.ci95, main.stderr, main.n, record.run_id, record.created), column
+        cell = Cell(main.value, main.label, main.ci95, main.stderr, main.n, record.run_id, record.created)
+        cell.contamination = record.contamination.get(task)
+        yield task, cell, column
 
 
 def _rank(rows: list[Row], tasks: list[dict[str, Any]]) -> None:
@@ -238,6 +241,7 @@ def _row_data(row: Row) -> dict[str, Any]:
         "macro": row.macro_average,
         "cells": {
             task: {"v": c.value, "ci": c.ci95, "se": c.stderr, "n": c.n, "run": c.run_id, "metric": c.metric}
+            | ({"contamination": dict(c.contamination)} if c.contamination else {})
             for task, c in row.cells.items()
         },
     }
