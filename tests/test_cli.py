@@ -98,7 +98,7 @@ def test_shared_options_are_one_definition_everywhere():
         if "runs_dir" in params:
             p, alias = params["runs_dir"], params["runs_dir_alias"]
             runs[path] = (tuple(p.opts), p.envvar, p.help, p.default, tuple(alias.opts), alias.hidden)
-    assert set(data_dir) == {("run",), ("tasks",), ("ladder",), ("finetune",), ("index", "build")}
+    assert set(data_dir) == {("run",), ("tasks",), ("ladder",), ("finetune",), ("index", "build"), ("contamination",)}
     assert len(set(data_dir.values())) == 1 and next(iter(data_dir.values()))[1] == "HARNESS_DATA_DIR"
     assert set(runs) == {("runs",), ("leaderboard",), ("compare",), ("check",), ("baseline",)}
     assert set(runs.values()) == {(("--runs",), "HARNESS_RUNS_DIR", runs[("runs",)][2], "runs", ("--runs-dir",), True)}
