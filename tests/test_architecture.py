@@ -100,3 +100,15 @@ def test_no_room_is_over_400_lines():
     sizes = {name_of(p): len(p.read_text(encoding="utf-8").splitlines()) for p in rooms()}
     assert {name: n for name, n in sizes.items() if n > 400} == {}
     assert sizes["harness.models.hf"] <= 450
+
+
+def test_the_contamination_room_is_imported_from_applications_and_commands_only():
+    allowed = ("harness.contamination", "harness.finetune", "harness.commands", "harness.reports")
+    offenders = [
+        (name_of(p), module)
+        for p in rooms()
+        if not under(name_of(p), allowed)
+        for module, _ in imports(p)
+        if under(module, ("harness.contamination",))
+    ]
+    assert offenders == []

@@ -263,3 +263,69 @@ def test_clean_scores_of_a_stored_run_pair_by_doc_hash(tmp_path, smollm2_weights
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == str(len(rows)) and float(cells[3]) == pytest.approx(np.mean([r["acc"] for r in rows]), abs=1e-4)
     assert cells[5] == str(len(clean)) and float(cells[6]) == pytest.approx(np.mean(clean), abs=1e-4)
+
+
+def test_check_prompts_finds_an_example_that_is_the_document_itself(shared_data, tmp_path):
+    """first_n examples from a train split that holds the test rows: the prompts of the first two
+    documents show the document itself (lm-eval drops the asked document only when examples come
+    from the test split by name), so those two are flagged whole, and no other."""
+    lines = [
+        line
+        for line in (shared_data / "wikitext" / "wikitext-2" / "wiki.test.tokens").read_text().splitlines()
+        if len(line.split()) > 40
+    ][::150][:6]  # paragraphs of different articles
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"text": t, "topic": f"topic {i}"}) + "\n" for i, t in enumerate(lines)))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "selfcheck.yaml").write_text(
+        f"""task: fewshot_selfcheck
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    train: {rows}
+    test: {rows}
+test_split: test
+fewshot_split: train
+fewshot_config:
+  sampler: first_n
+num_fewshot: 2
+output_type: generate_until
+doc_to_text: "Passage: {{{{text}}}}\\nTopic:"
+doc_to_target: " {{{{topic}}}}"
+metric_list:
+  - metric: exact_match
+"""
+    )
+    flags = tmp_path / "flags.json"
+    out = harness(
+        "contamination",
+        "--check-prompts",
+        "-t",
+        "fewshot_selfcheck",
+        "--include-path",
+        str(tasks),
+        "--json",
+        str(flags),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = {r["doc_id"]: r for r in json.loads(flags.read_text())["flagged"]}
+    assert sorted(found) == [0, 1]
+    assert all(r["kind"] == INPUT_AND_LABEL and r["share"] == 1.0 for r in found.values())
+
+
+def test_template_ngrams_shared_by_many_documents_can_be_ignored():
+    """A prompt's fixed text (here 14 words every document ends with) flags every document when the
+    data holds one of them; ignored above 10 documents, only the document really present is flagged."""
+    template = " A. Wrong, Wrong B. Wrong, Not wrong C. Not wrong, Wrong D. Not wrong, Not wrong Answer:"
+    docs = [
+        EvalDoc("t", i, str(i), f"Scenario {i}: " + " ".join(f"w{i}x{j}" for j in range(20)) + template, " B")
+        for i in range(12)
+    ]
+    corpus = docs[3].input + docs[3].label
+    for max_docs, flagged in ((None, list(range(12))), (10, [3])):
+        index = EvalNgrams(docs, 13, max_docs)
+        index.feed(corpus)
+        assert [r.doc_id for r in index.results() if r.matched] == flagged
+    (hit,) = [r for r in index.results() if r.matched]
+    assert hit.kind == INPUT and hit.longest == 34  # 40 words less the last 6 n-grams, all template

@@ -18,6 +18,13 @@ from harness.commands.options import DATA_DIR_OPTION, INCLUDE_PATH_OPTION
 @click.option("--tasks", "-t", required=True, help="Comma-separated task names, groups or globs, as `harness run`.")
 @click.option("--ngram", "-n", type=click.IntRange(min=1), default=13, show_default=True, help="Words per n-gram.")
 @click.option(
+    "--ignore-common",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Ignore n-grams found in more than this many evaluation documents (a prompt's fixed text: "
+    "choices, answer line). Default: none ignored, as lm-eval's janitor.",
+)
+@click.option(
     "--check-prompts",
     is_flag=True,
     help="No --data: check each few-shot prompt's examples against the document the prompt asks about.",
@@ -30,7 +37,18 @@ from harness.commands.options import DATA_DIR_OPTION, INCLUDE_PATH_OPTION
 @DATA_DIR_OPTION
 @INCLUDE_PATH_OPTION
 def contamination(
-    sources, tasks, ngram, check_prompts, num_fewshot, seed, limit, json_out, md_out, data_dir, include_path
+    sources,
+    tasks,
+    ngram,
+    ignore_common,
+    check_prompts,
+    num_fewshot,
+    seed,
+    limit,
+    json_out,
+    md_out,
+    data_dir,
+    include_path,
 ):
     """Evaluation documents found in training or retrieval data, by lm-eval's word n-grams, per task."""
     from rich.console import Console
@@ -48,7 +66,7 @@ def contamination(
     else:
         if num_fewshot is not None or limit is not None:
             raise UserError("--num-fewshot and --limit go with --check-prompts")
-        report = run_check(list(sources), patterns, ngram, data_dir, tuple(include_path))
+        report = run_check(list(sources), patterns, ngram, data_dir, tuple(include_path), max_docs=ignore_common)
     save_report(report, json_out, md_out)
     console = Console()
     if not console.is_terminal:  # a log or a pipe: no 80-column wrap of task names

@@ -34,6 +34,29 @@ def eval_documents(tasks: list, progress: bool = False) -> tuple[list[EvalDoc], 
     return docs, splits
 
 
+def scan_sources(
+    index: EvalNgrams,
+    sources: list[str],
+    data_dir: str | None = None,
+    include_paths: tuple[str, ...] = (),
+    progress: bool = True,
+) -> int:
+    """Stream every source's text past the index, with a progress bar over bytes; the bytes read."""
+    from tqdm.auto import tqdm
+
+    total = sum(source_size(s) for s in sources)
+    read = 0
+    with tqdm(total=total or None, desc="training text", unit="B", unit_scale=True, disable=not progress) as bar:
+        for source in sources:
+            for text, new, nbytes in read_source(source, data_dir, include_paths):
+                index.feed(text, new)
+                nbytes = nbytes or len(text.encode("utf-8"))
+                read += nbytes
+                bar.update(nbytes)
+    index.flush()
+    return read
+
+
 def run_check(
     sources: list[str],
     patterns: list[str],
@@ -41,30 +64,25 @@ def run_check(
     data_dir: str | None = None,
     include_paths: tuple[str, ...] = (),
     progress: bool = True,
+    extra_docs: Iterable[EvalDoc] = (),
+    max_docs: int | None = None,
 ) -> Report:
-    """Every selected task's evaluation documents against the text of the sources."""
-    from tqdm.auto import tqdm
-
+    """Every selected task's evaluation documents (and extra_docs) against the text of the sources."""
     if not sources:
         raise UserError("give the training or retrieval data to check: --data PATH (repeatable)")
     started = time.perf_counter()
-    tasks, skipped = load_leaf_tasks(patterns, data_dir, include_paths)
+    tasks, skipped = load_leaf_tasks(patterns, data_dir, include_paths) if patterns else ([], {})
     docs, splits = eval_documents(tasks, progress)
-    index = EvalNgrams(docs, n)
+    docs += extra_docs
+    index = EvalNgrams(docs, n, max_docs)
     loaded = time.perf_counter()
-    total = sum(source_size(s) for s in sources)
-    read = 0
-    with tqdm(total=total or None, desc="training text", unit="B", unit_scale=True, disable=not progress) as bar:
-        for source in sources:
-            for text, new, nbytes in read_source(source, data_dir, include_paths):
-                index.feed(text, new)
-                read += nbytes
-                bar.update(nbytes)
+    read = scan_sources(index, sources, data_dir, include_paths, progress)
     results = index.results()
     task_rows, flagged = summarise(results, splits)
     stats = {
         "documents": len(docs),
         "evaluation n-grams": len(index.table),
+        **({"template n-grams ignored": len(index.common)} if max_docs is not None else {}),
         "bytes read": read,
         "seconds (tasks)": round(loaded - started, 1),
         "seconds (scan)": round(time.perf_counter() - loaded, 1),
@@ -84,15 +102,16 @@ def check_texts(texts: Iterable[str], docs: list[EvalDoc], splits: dict[str, str
 
 
 def exemplar_text(prompt: str, own: str) -> str:
-    """What a few-shot prompt holds besides its zero-shot self: the examples (description and the
-    document's own question, shared with the zero-shot prompt, cut off both ends)."""
-    head = 0
-    limit = min(len(prompt), len(own))
-    while head < limit and prompt[head] == own[head]:
-        head += 1
+    """What a few-shot prompt holds besides its zero-shot self: the examples. The zero-shot prompt
+    is description + the document's question, the few-shot one description + examples + question:
+    the question is cut off the end first, then the description off the start."""
     tail = 0
-    while tail < limit - head and prompt[-1 - tail] == own[-1 - tail]:
+    limit = min(len(prompt), len(own))
+    while tail < limit and prompt[-1 - tail] == own[-1 - tail]:
         tail += 1
+    head = 0
+    while head < min(len(own), len(prompt)) - tail and prompt[head] == own[head]:
+        head += 1
     return prompt[head : len(prompt) - tail]
 
 

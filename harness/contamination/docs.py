@@ -69,7 +69,22 @@ def load_leaf_tasks(
     patterns: list[str], data_dir: str | Path | None = None, include_paths: tuple[str, ...] = ()
 ) -> tuple[list, dict[str, str]]:
     """The tasks that names, groups, tags and globs select (as `harness run --tasks` does), built,
-    and the members skipped because the mirror lacks their data."""
+    and the members skipped because the mirror lacks their data. Kept for the process: a check
+    that reads a task's split as training data (task:mmlu:dev) and scores its tests builds it once."""
+    key = (tuple(patterns), str(data_dir) if data_dir else None, tuple(include_paths))
+    if key not in _BUILT:
+        _BUILT.clear()  # one selection at a time: built tasks hold their datasets
+        _BUILT[key] = _load_leaf_tasks(patterns, data_dir, include_paths)
+    tasks, skipped = _BUILT[key]
+    return list(tasks), dict(skipped)
+
+
+_BUILT: dict[tuple, tuple[list, dict[str, str]]] = {}
+
+
+def _load_leaf_tasks(
+    patterns: list[str], data_dir: str | Path | None, include_paths: tuple[str, ...]
+) -> tuple[list, dict[str, str]]:
     from lm_eval.api.group import Group
     from lm_eval.api.task import Task
 

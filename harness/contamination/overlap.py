@@ -41,18 +41,22 @@ class DocOverlap:
         return {**asdict(self), "share": round(self.share, 4)}
 
 
-def doc_overlap(doc: EvalDoc, hashes: np.ndarray, input_words: int, seen: np.ndarray, n: int) -> DocOverlap:
-    """One document's overlap from its n-gram hashes (in position order) and which of them were seen."""
+def doc_overlap(
+    doc: EvalDoc, hashes: np.ndarray, input_words: int, seen: np.ndarray, n: int, positions: np.ndarray | None = None
+) -> DocOverlap:
+    """One document's overlap from its n-gram hashes, which of them were seen, and where each starts
+    (in words; default: one after the other from 0)."""
     if not len(hashes):
         return DocOverlap(doc.task, doc.doc_id, doc.doc_hash, 0, 0, 0, CLEAN)
+    positions = np.arange(len(hashes)) if positions is None else positions
     distinct, first = np.unique(hashes, return_index=True)
     matched = int(seen[first].sum())
+    starts = positions[seen]
     longest = 0
     if matched:
-        edges = np.diff(np.concatenate(([0], seen.astype(np.int8), [0])))
-        runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
-        longest = int(runs.max()) + n - 1
-    starts = np.flatnonzero(seen)
+        breaks = np.flatnonzero(np.diff(starts) != 1)
+        edges = np.concatenate(([-1], breaks, [len(starts) - 1]))
+        longest = int(np.diff(edges).max()) + n - 1
     touches_input = bool(len(starts) and starts[0] < input_words)
     touches_label = bool(len(starts) and starts[-1] + n - 1 >= input_words)
     kind = (
@@ -70,7 +74,9 @@ def doc_overlap(doc: EvalDoc, hashes: np.ndarray, input_words: int, seen: np.nda
 class EvalNgrams:
     """The hashed n-grams of evaluation documents, and which of them the text fed so far holds."""
 
-    def __init__(self, docs: Iterable[EvalDoc], n: int = DEFAULT_N):
+    def __init__(self, docs: Iterable[EvalDoc], n: int = DEFAULT_N, max_docs: int | None = None):
+        """max_docs: n-grams in more evaluation documents than this are template text (a prompt's
+        fixed choices and answer line), neither looked up nor counted; None keeps every n-gram."""
         if n < 1:
             raise ValueError("n must be at least 1")
         self.n = n
@@ -88,6 +94,12 @@ class EvalNgrams:
         self._hashes = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
         self._offsets, self._inputs = offsets, inputs
         self.table = np.unique(self._hashes)
+        self.common = np.zeros(0, np.uint64)
+        if max_docs is not None and parts:
+            per_doc = np.concatenate([np.unique(h) for h in parts])
+            values, counts = np.unique(per_doc, return_counts=True)
+            self.common = values[counts > max_docs]
+            self.table = np.setdiff1d(self.table, self.common, assume_unique=True)
         self.seen = np.zeros(len(self.table), bool)
         self._carry = np.zeros(0, np.uint64)
         self._pending: list[np.ndarray] = []
@@ -135,6 +147,11 @@ class EvalNgrams:
         out = []
         for i, doc in enumerate(self.docs):
             hashes = self._hashes[self._offsets[i] : self._offsets[i + 1]]
-            seen = self.seen[np.searchsorted(self.table, hashes)] if len(hashes) else np.zeros(0, bool)
-            out.append(doc_overlap(doc, hashes, self._inputs[i], seen, self.n))
+            positions = np.arange(len(hashes))
+            if len(self.common):
+                kept = ~np.isin(hashes, self.common)
+                hashes, positions = hashes[kept], positions[kept]
+            where = np.minimum(np.searchsorted(self.table, hashes), max(len(self.table) - 1, 0))
+            seen = self.seen[where] & (self.table[where] == hashes) if len(self.table) else np.zeros(len(hashes), bool)
+            out.append(doc_overlap(doc, hashes, self._inputs[i], seen, self.n, positions))
         return out
