@@ -216,8 +216,15 @@ def test_adapter_card_overlap_reaches_the_record_and_the_ladder(tmp_path):
     (tmp_path / "card.json").write_text(json.dumps({"base_model": {"sha256": "x"}, "contamination": overlap}))
     identity = read_adapter(tmp_path)
     assert identity["contamination"] == overlap
-    record = RunRecord("r", None, {"harness": {"model": {"name": "m", "adapter": identity}}}, {}, {})
+    results = {"results": {"samsum": {"rougeL,none": 0.3}}, "harness": {"model": {"name": "m", "adapter": identity}}}
+    record = RunRecord("r", None, results, {}, {})
     assert record.contamination == {"samsum": overlap}
+    from harness.reports.leaderboard import _row_data, build_leaderboard
+
+    (row,) = build_leaderboard([record]).rows
+    assert (
+        row.cells["samsum"].contamination == overlap and _row_data(row)["cells"]["samsum"]["contamination"] == overlap
+    )
     note = overlap_note(overlap)
     assert "6 of 819 documents" in note and "3 input-and-label" in note
     from harness.reports.ladder import RungRow
