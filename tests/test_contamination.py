@@ -336,3 +336,33 @@ def test_template_ngrams_shared_by_many_documents_can_be_ignored():
         assert [r.doc_id for r in index.results() if r.matched] == flagged
     (hit,) = [r for r in index.results() if r.matched]
     assert hit.kind == INPUT and hit.longest == 34  # 40 words less the last 6 n-grams, all template
+
+
+@pytest.mark.model
+def test_finetune_on_the_evaluated_split_when_allowed_writes_the_overlap_into_the_card(shared_data, tmp_path):
+    out = harness(
+        "finetune",
+        "--task",
+        "samsum",
+        "--split",
+        "test",
+        "--allow-eval-split",
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "64",
+        "--holdout",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+        "--data-dir",
+        str(shared_data),
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    card = json.loads((tmp_path / "o" / "card.json").read_text())
+    overlap = card["contamination"]
+    assert (overlap["task"], overlap["split"], overlap["trained_on"]) == ("samsum", "test", "test")
+    assert overlap["documents"] == overlap["flagged"] == overlap["counts"]["input-and-label"] == 819
+    assert "819 of 819 documents" in (tmp_path / "o" / "README.md").read_text()

@@ -70,14 +70,14 @@ def summarise(
 
 def report_markdown(report: Report) -> str:
     what = (
-        "each prompt's few-shot examples against its own document"
+        f"Each prompt's few-shot examples ({', '.join(report.sources)}) against the document it asks about."
         if report.mode == "prompts"
-        else ", ".join(f"`{s}`" for s in report.sources)
+        else f"Evaluation documents against {', '.join(f'`{s}`' for s in report.sources)}."
     )
     lines = [
         f"# Contamination: word {report.n}-grams",
         "",
-        f"Evaluation documents against {what}.",
+        what,
         "",
         "| task | split | documents | checkable | input | input-and-label | label only | flagged | "
         "mean share (flagged) | longest span (words) |",
