@@ -366,3 +366,26 @@ def test_finetune_on_the_evaluated_split_when_allowed_writes_the_overlap_into_th
     assert (overlap["task"], overlap["split"], overlap["trained_on"]) == ("samsum", "test", "test")
     assert overlap["documents"] == overlap["flagged"] == overlap["counts"]["input-and-label"] == 819
     assert "819 of 819 documents" in (tmp_path / "o" / "README.md").read_text()
+
+
+def test_a_retrieval_index_and_an_adapter_card_are_read_as_their_text(shared_data, tmp_path):
+    """A `harness index` folder is its passages; an adapter folder is the data its card names
+    (here a task's split, as `harness finetune --task samsum --split validation` records it)."""
+    from harness.contamination.check import run_check
+    from harness.contamination.docs import load_leaf_tasks, task_eval_docs
+    from harness.retrieval import build_index
+
+    (task,), _ = load_leaf_tasks(["samsum"], shared_data)
+    docs = list(task_eval_docs(task))
+    passages = [{"id": str(i), "text": docs[i].input + docs[i].label} for i in (5, 9)]
+    passages.append({"id": "x", "text": "an unrelated passage about nothing in particular at all here"})
+    build_index(passages, tmp_path / "index", "bm25", show_progress=False)
+    report = run_check([str(tmp_path / "index")], ["samsum"], data_dir=str(shared_data), progress=False)
+    assert sorted((r.doc_id, r.kind) for r in report.flagged) == [(5, INPUT_AND_LABEL), (9, INPUT_AND_LABEL)]
+
+    card = {"data": {"kind": "task", "task": "samsum", "split": "validation"}}
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "card.json").write_text(json.dumps(card))
+    via_card = run_check([str(tmp_path / "adapter")], ["samsum"], data_dir=str(shared_data), progress=False)
+    via_task = run_check(["task:samsum:validation"], ["samsum"], data_dir=str(shared_data), progress=False)
+    assert [r.as_dict() for r in via_card.flagged] == [r.as_dict() for r in via_task.flagged] != []
