@@ -270,6 +270,13 @@ def test_clean_scores_of_a_stored_run_pair_by_doc_hash(tmp_path, smollm2_weights
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == str(len(rows)) and float(cells[3]) == pytest.approx(np.mean([r["acc"] for r in rows]), abs=1e-4)
     assert cells[5] == str(len(clean)) and float(cells[6]) == pytest.approx(np.mean(clean), abs=1e-4)
+    assert float(cells[8]) == pytest.approx(np.mean(clean) - np.mean([r["acc"] for r in rows]), abs=2e-4)
+    # two runs: B against A on the clean documents (the run against itself: no difference, McNemar)
+    out = harness("compare", str(run_dir), str(run_dir), "--exclude", str(flags))
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [line for line in out.stdout.splitlines() if line.startswith("| demo_capitals")][1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[11:] == ["+0.0000", "[+0.0000, +0.0000]", "1", "mcnemar"]
 
 
 def test_check_prompts_finds_an_example_that_is_the_document_itself(shared_data, tmp_path):
