@@ -248,6 +248,10 @@ def _print_summary(stored) -> None:
         f" + adapter {adapter['name']}{' (merged)' if adapter['merged'] else ''}" if adapter else ""
     )
     console.print(summary_table(rows, f"{name}  ({identity['dtype']}, {identity['device']})"))
+    if adapter and adapter.get("contamination"):  # recorded from the adapter's card
+        from harness.reports.ladder import overlap_note
+
+        console.print(f"adapter: {overlap_note(adapter['contamination'])}", markup=False)
     for name, why in record.get("skipped_tasks", {}).items():
         console.print(f"skipped {name}: {why}", markup=False)
     if record.get("truncated_requests"):

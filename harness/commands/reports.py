@@ -90,6 +90,8 @@ def compare(runs, runs_dir, out, md_out, alpha, exclude):
     from harness.store import find_run
 
     if exclude:
+        if out:
+            raise UserError("--out (the HTML page) is not made with --exclude; use --md")
         return _compare_clean(runs, runs_dir, md_out, exclude)
     if len(runs) < 2:
         raise UserError("harness compare needs at least two runs (A B [C...]), or one with --exclude")
