@@ -373,6 +373,28 @@ def test_finetune_on_the_evaluated_split_when_allowed_writes_the_overlap_into_th
     assert (overlap["task"], overlap["split"], overlap["trained_on"]) == ("samsum", "test", "test")
     assert overlap["documents"] == overlap["flagged"] == overlap["counts"]["input-and-label"] == 819
     assert "819 of 819 documents" in (tmp_path / "o" / "README.md").read_text()
+    # `harness run --adapter` records the card's overlap in the run
+    out = harness(
+        "run",
+        "--tasks",
+        "samsum",
+        "--limit",
+        "1",
+        "--adapter",
+        str(tmp_path / "o"),
+        "--data-dir",
+        str(shared_data),
+        "--output",
+        str(tmp_path / "runs"),
+        "--gen-kwargs",
+        "max_gen_toks=4",
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "overlaps test in 819 of 819 documents" in out.stdout
+    from harness.store import RunStore
+
+    (record,) = RunStore(tmp_path / "runs").records()
+    assert record.contamination == {"samsum": overlap}
 
 
 def test_a_retrieval_index_and_an_adapter_card_are_read_as_their_text(shared_data, tmp_path):
