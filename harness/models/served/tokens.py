@@ -39,8 +39,7 @@ class Tokens:
             self.identity = {"tokenizer": tokenizer, "vocab_sha256": json_sha256(sorted(tok.get_vocab().items()))}
         elif self._server_tokenizes():
             self.mode = SERVER
-            with_special = self._tokenize_remote([""], add_special_tokens=True)[0]
-            self.prefix_token_id = with_special[0] if with_special else None
+            self._learn_special_tokens()
         else:
             self.mode = TEXT
 
@@ -53,6 +52,28 @@ class Tokens:
             "/tokenize", {"model": self.model, "prompt": "Hello", "add_special_tokens": False}, missing_ok=True
         )
         return isinstance(answer, dict) and isinstance(answer.get("tokens"), list)
+
+    def _learn_special_tokens(self) -> None:
+        """BOS (else EOS) as the prefix token and EOS as a stop string, as lm-eval's API models take
+        them from the tokenizer: from the server's /tokenizer_info where it has one, else the
+        token its tokenizer adds to an empty prompt."""
+        info = self.client.get("/tokenizer_info", missing_ok=True)
+        named = {}
+        if isinstance(info, dict):
+            for role in ("bos_token", "eos_token"):
+                value = info.get(role)
+                value = value.get("content") if isinstance(value, dict) else value
+                if isinstance(value, str) and value:
+                    named[role] = value
+        self.eos_string = named.get("eos_token")
+        for role in ("bos_token", "eos_token"):
+            if role in named:
+                ids = self._tokenize_remote([named[role]])[0]
+                if len(ids) == 1:
+                    self.prefix_token_id = ids[0]
+                    return
+        with_special = self._tokenize_remote([""], add_special_tokens=True)[0]
+        self.prefix_token_id = with_special[0] if with_special else None
 
     def prefetch(self, strings: list[str]) -> None:
         """Tokenise strings at once (concurrently on the server) so that encode() later finds them."""
