@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -85,6 +84,7 @@ def main() -> int:
     ap.add_argument("--subjects", default=FIVE)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--concurrency", default="1,8", help="lm-eval num_concurrent values to time")
+    ap.add_argument("--harness-tokenizer", default=None, help="harness's --tokenizer (default: --tokenizer)")
     ap.add_argument("--max-concurrency", type=int, default=32, help="harness's limit")
     ap.add_argument("--in-process", default="smollm2-135m", help="alias for harness's in-process run ('' skips)")
     ap.add_argument("--gen-limit", type=int, default=50)
@@ -98,40 +98,43 @@ def main() -> int:
     for name in ("lm_eval", "transformers", "datasets", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     base = args.base_url.rstrip("/")
-    served = {"max_concurrency": args.max_concurrency}
+    served = {"max_concurrency": args.max_concurrency, "tokenizer": args.harness_tokenizer or args.tokenizer}
 
     if not args.skip_mmlu:
         tasks = [f"mmlu_{s}" for s in args.subjects.split(",")]
         ours, t_ours = timed(lambda: harness_run(base, tasks, args.data_dir, args.limit, shots=0, **served))
-        print(f"harness served: {t_ours:.1f} s, {ours['env']['runner'].get('latency')}", flush=True)
-        local = None
-        if args.in_process:
-            local, t_local = timed(lambda: harness_run(args.in_process, tasks, args.data_dir, args.limit, shots=0))
-            print(f"harness in-process {args.in_process}: {t_local:.1f} s", flush=True)
-        refs = {}
-        for c in (int(x) for x in args.concurrency.split(",")):
-            refs[c] = timed(lambda c=c: lm_eval_run(base, args.tokenizer, tasks, args.data_dir, args.limit, c, shots=0))
-            print(f"lm-eval local-completions num_concurrent={c}: {refs[c][1]:.1f} s", flush=True)
-        print(f"\n{'subject':<32} {'harness':>8} " + " ".join(f"{'lm-eval c' + str(c):>12}" for c in refs), end="")
-        print(f" {'in-process':>11}" if local else "")
-        for task in tasks:
-            row = f"{task:<32} {acc(ours, task):8.4f} " + " ".join(f"{acc(r, task):12.4f}" for r, _ in refs.values())
-            print(row + (f" {acc(local, task):11.4f}" if local else ""))
-        for c, (ref, _) in refs.items():
-            same, total = agreement(ours, ref, tasks)
-            print(f"same predictions as lm-eval c{c}: {same}/{total} ({same / total:.2%})")
-        if local:
-            same, total = agreement(ours, local, tasks)
-            print(f"same predictions as harness in-process: {same}/{total} ({same / total:.2%})")
-        best = min(t for _, t in refs.values())
-        print(f"wall time: harness {t_ours:.1f} s, lm-eval best {best:.1f} s: ratio {t_ours / best:.3f}")
         runner = ours["env"]["runner"]
-        print(f"harness usage {runner.get('usage')}, retries {runner['served']['retries']}")
+        print(f"harness served: {t_ours:.1f} s; latency {runner.get('latency')}; usage {runner.get('usage')}")
+        print("acc: " + ", ".join(f"{t} {acc(ours, t):.4f}" for t in tasks), flush=True)
+        best = None
+        for c in (int(x) for x in args.concurrency.split(",")):
+            ref, t_ref = timed(lambda c=c: lm_eval_run(base, args.tokenizer, tasks, args.data_dir, args.limit, c, 0))
+            best = t_ref if best is None else min(best, t_ref)
+            same, total = agreement(ours, ref, tasks)
+            print(
+                f"lm-eval local-completions num_concurrent={c}: {t_ref:.1f} s; same predictions {same}/{total} "
+                f"({same / total:.2%}); acc: " + ", ".join(f"{t} {acc(ref, t):.4f}" for t in tasks)
+            )
+            print(f"wall time ratio harness / lm-eval best so far: {t_ours / best:.3f}", flush=True)
+            if c == int(args.concurrency.split(",")[0]) and args.in_process:
+                local, t_local = timed(lambda: harness_run(args.in_process, tasks, args.data_dir, args.limit, shots=0))
+                same, total = agreement(ours, local, tasks)
+                print(
+                    f"harness in-process {args.in_process}: {t_local:.1f} s; same predictions {same}/{total} "
+                    f"({same / total:.2%}); acc: " + ", ".join(f"{t} {acc(local, t):.4f}" for t in tasks),
+                    flush=True,
+                )
 
     if not args.skip_generation:
         for task, shots in (("gsm8k_cot", None), ("samsum", None)):
-            ours, t_ours = timed(lambda: harness_run(base, [task], args.data_dir, args.gen_limit, shots=shots, **served))
-            ref, t_ref = timed(lambda: lm_eval_run(base, args.tokenizer, [task], args.data_dir, args.gen_limit, 8, shots))
+            ours, t_ours = timed(
+                lambda task=task, shots=shots: harness_run(base, [task], args.data_dir, args.gen_limit, shots, **served)
+            )
+            ref, t_ref = timed(
+                lambda task=task, shots=shots: lm_eval_run(
+                    base, args.tokenizer, [task], args.data_dir, args.gen_limit, 8, shots
+                )
+            )
             a, b = outputs(ours, task), outputs(ref, task)
             same = sum(a[d] == b[d] for d in a)
             print(f"{task}: {same}/{len(a)} outputs identical; harness {t_ours:.1f} s, lm-eval c8 {t_ref:.1f} s")

@@ -20,8 +20,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from tests.helpers import task_instances
+from clirun import harness as harness_cli
+from helpers import task_instances
 
 START_TIMEOUT_S = 900
 
@@ -127,6 +127,20 @@ def test_loglikelihood_matches_lm_eval_local_completions(task, served_lm, lm_eva
         assert ga == gc and gb == gc
 
 
+def test_text_offsets_without_tokens_match_lm_eval(vllm_server, lm_eval_api, shared_data):
+    """A server with no /tokenize and no --tokenizer: prompts go as text and the continuation is
+    found by the echoed tokens' character offsets (here on vLLM, told to forget its /tokenize)."""
+    from harness.models.served.tokens import TEXT
+
+    lm = _served(vllm_server.base_url)
+    lm.tokens.mode = TEXT
+    assert "give --tokenizer" in lm.refusal("loglikelihood_rolling")
+    instances = task_instances("demo_capitals", shared_data, limit=6)
+    ours, theirs = lm.loglikelihood(instances), lm_eval_api.loglikelihood(instances)
+    for (a, ga), (b, gb) in zip(ours, theirs):
+        assert a == pytest.approx(b, abs=2e-4) and ga == gb
+
+
 def test_loglikelihood_matches_in_process_runner(served_lm, harness_lm, shared_data):
     """vLLM's float32 numbers and transformers' on the same weights (the in-process runner)."""
     instances = task_instances("mmlu_anatomy", shared_data, limit=8)
@@ -220,3 +234,45 @@ def test_api_key_is_never_written(vllm_server, shared_data, tmp_path, monkeypatc
         if path.suffix == ".gz":
             data = gzip.decompress(data)
         assert secret.encode() not in data, path
+
+
+def test_cli_chat_refuses_loglikelihood_in_one_line(vllm_server, shared_data, tmp_path):
+    out = harness_cli(
+        "run", "--model", vllm_server.base_url, "--api", "chat", "--tasks", "mmlu_anatomy", "--limit", "2",
+        "--data-dir", str(shared_data), "--output", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: cannot score mmlu_anatomy: the chat API cannot score log-likelihoods: use --api completions "
+        f"({vllm_server.base_url}/completions)"
+    ]
+    assert "Traceback" not in out.stderr
+
+
+def test_sampled_repeats_go_as_one_request_with_n(served_lm, vllm_server, shared_data):
+    """Three sampled repeats of a prompt: the server's own three samples for that prompt and seed (n=3)."""
+    import json
+    import urllib.request
+
+    instances = task_instances("demo_arithmetic", shared_data, num_fewshot=3, limit=1)
+    kwargs = {"until": ["\n"], "max_gen_toks": 8, "do_sample": True, "temperature": 1.0, "seed": 7}
+    repeats = [instances[0]] * 3
+    for inst in repeats:
+        inst.arguments = (inst.arguments[0], kwargs)
+    ours = served_lm.generate_until(repeats)
+    payload = {
+        "model": "smollm2",
+        "prompt": served_lm.tokens.encode(instances[0].arguments[0]),
+        "max_tokens": 8,
+        "temperature": 1.0,
+        "stop": ["\n"],
+        "seed": 7,
+        "n": 3,
+    }
+    request = urllib.request.Request(
+        f"{vllm_server.base_url}/completions", json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=300) as r:
+        choices = sorted(json.load(r)["choices"], key=lambda c: c["index"])
+    assert ours == [c["text"] for c in choices]

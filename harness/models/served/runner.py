@@ -67,7 +67,7 @@ class ServedLM(TemplateLM):
             return f"the chat API cannot score log-likelihoods: use --api completions ({self.client.shown}/completions)"
         if not self.check.ok:
             return f"server {self.client.shown} fails the endpoint check: {self.check.problem}"
-        if output_type == "loglikelihood_rolling" and self.tokens.prefix_token_id is None:
+        if output_type == "loglikelihood_rolling" and (not self.tokens.exact or self.tokens.prefix_token_id is None):
             return "rolling log-likelihood needs tokens and a prefix token: give --tokenizer ALIAS|PATH"
         return None
 
