@@ -132,6 +132,7 @@ class Client:
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
         self.meter = Meter()
+        self.outstanding = 0  # evaluation requests in flight (what a kill now would lose)
         self.root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
 
     # ------------------------------------------------------------------ one-shot calls (setup, probes)
@@ -179,8 +180,18 @@ class Session:
     def __init__(self, client: Client, http: aiohttp.ClientSession, limit: AdaptiveLimit) -> None:
         self.client, self.http, self.limit = client, http, limit
 
-    async def call(self, method: str, path: str, payload: dict | None = None, *, missing_ok: bool = False) -> Any:
-        """The JSON answer of one request, retried on transient failures; None for a 404 when missing_ok."""
+    async def call(
+        self, method: str, path: str, payload: dict | None = None, *, missing_ok: bool = False, carries: int = 0
+    ) -> Any:
+        """The JSON answer of one request, retried on transient failures; None for a 404 when missing_ok.
+        carries: the evaluation requests it answers, counted in `client.outstanding` until it returns."""
+        self.client.outstanding += carries
+        try:
+            return await self._call(method, path, payload, missing_ok)
+        finally:
+            self.client.outstanding -= carries
+
+    async def _call(self, method: str, path: str, payload: dict | None, missing_ok: bool) -> Any:
         client = self.client
         # "completions" is under the base URL (…/v1); "/tokenize" under the server's root
         url = client.root + path if path.startswith("/") else f"{client.base_url}/{path}"

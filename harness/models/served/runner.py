@@ -25,7 +25,7 @@ from harness.models.runner import RunnerReport, WorkStats
 from harness.models.served import generate as gen
 from harness.models.served.client import Client, ServerError, Session
 from harness.models.served.endpoint import DEFAULT_CONTEXT, EndpointCheck, ServedModel
-from harness.models.served.scoring import Scorer, Unit
+from harness.models.served.scoring import ECHO_PROMPTS_PER_REQUEST, Scorer, Unit
 from harness.models.served.tokens import Tokens
 from harness.request_cache import NO_SINK, RequestCache, ResultSink, SinkView
 
@@ -195,7 +195,7 @@ class ServedLM(TemplateLM):
             distinct.setdefault(key, Unit(unit.prompt, unit.ctxlen)).members.append(j)
         results: list[tuple[float, bool] | None] = [None] * len(todo)
         progress = _Progress(len(todo), "loglikelihood", self.scorer, sink)
-        sink.started(len(todo))
+        sink.started(min(len(todo), self.client.max_concurrency * ECHO_PROMPTS_PER_REQUEST))
 
         def on_result(members: list[int], value: tuple[float, bool]) -> None:
             for j in members:
@@ -282,11 +282,11 @@ class ServedLM(TemplateLM):
                 else:
                     payload = gen.completions_payload(self.served.name, self._prompt_of(prompt, settings), settings, n)
                     path = "completions"
-                texts = gen.texts_of(await session.call("POST", path, payload), chat)
+                texts = gen.texts_of(await session.call("POST", path, payload, carries=len(members)), chat)
                 self.scorer.requests_sent += 1
                 while sampled and len(texts) < n:  # a server that ignores n: one more request per sample
                     one = dict(payload, n=1, seed=payload["seed"] + len(texts))
-                    texts += gen.texts_of(await session.call("POST", path, one), chat)[:1]
+                    texts += gen.texts_of(await session.call("POST", path, one, carries=len(members)), chat)[:1]
                 if len(texts) < n or any(t is None for t in texts[:n]):
                     raise ServerError(f"server {self.client.shown} answered {path} without the generated text")
                 stops = settings["payload"]["stop"]
@@ -331,7 +331,8 @@ class _Progress:
 
     def done(self, n: int) -> None:
         self.count += n
-        self.sink.commit(in_flight=self.total - self.count)
+        # the answered request's own results are in: what is still out is the others' (carried)
+        self.sink.commit(in_flight=max(0, self.scorer.client.outstanding - n))
         elapsed = max(1e-6, time.perf_counter() - self.started)
         self.bar.set_postfix_str(f"{(self.scorer.requests_sent - self.sent0) / elapsed:.1f} http/s", refresh=False)
         self.bar.update(n)

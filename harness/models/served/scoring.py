@@ -40,6 +40,7 @@ class Scorer:
         self._spelling: dict[int, str | None] = {}
         self.top = NEXT_TOKEN_TOP
         self.requests_sent = 0
+        self.list_prompts = True  # several prompts a request, until a server refuses a list
 
     # ------------------------------------------------------------------ planning
     def run(self, units: list[Unit], text: bool, on_result: Callable[[list[int], tuple[float, bool]], None]) -> None:
@@ -59,7 +60,10 @@ class Scorer:
 
         def next_token(group: list[Unit]) -> Callable[[Session], Any]:
             async def call(session: Session) -> None:
-                answer = await session.call("POST", "completions", self._next_payload(group[0].prompt[:-1]))
+                carries = sum(len(u.members) for u in group)
+                answer = await session.call(
+                    "POST", "completions", self._next_payload(group[0].prompt[:-1]), carries=carries
+                )
                 self.requests_sent += 1
                 top = _top_of_next(self.client, answer)
                 best = max(top.values()) if top else None
@@ -90,16 +94,31 @@ class Scorer:
 
         def echo(chunk: list[Unit]) -> Callable[[Session], Any]:
             async def call(session: Session) -> None:
-                prompt = [u.prompt for u in chunk] if not text else chunk[0].prompt
-                answer = await session.call("POST", "completions", self._echo_payload(prompt, 1))
-                self.requests_sent += 1
-                choices = _choices(self.client, answer, len(chunk))
-                for unit, choice in zip(chunk, choices):
+                answer = None
+                if len(chunk) > 1 and self.list_prompts:
+                    try:
+                        answer = await self._echo(session, [u.prompt for u in chunk], chunk)
+                    except ServerError as exc:
+                        if exc.status not in (400, 422):
+                            raise
+                        self.list_prompts = False  # a server that takes one prompt a request
+                if answer is None:
+                    for unit in chunk:
+                        choice = _choices(self.client, await self._echo(session, unit.prompt, [unit]), 1)[0]
+                        on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
+                    return
+                for unit, choice in zip(chunk, _choices(self.client, answer, len(chunk))):
                     on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
 
             return call
 
         return [echo(chunk) for chunk in chunks]
+
+    async def _echo(self, session: Session, prompt: Any, units: list[Unit]) -> Any:
+        carries = sum(len(u.members) for u in units)
+        answer = await session.call("POST", "completions", self._echo_payload(prompt, 1), carries=carries)
+        self.requests_sent += 1
+        return answer
 
     # ------------------------------------------------------------------ payloads
     def _echo_payload(self, prompt: Any, logprobs: int) -> dict[str, Any]:
