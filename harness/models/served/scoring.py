@@ -56,7 +56,6 @@ class Scorer:
         if groups:
             self._learn_spellings({u.prompt[-1] for group in groups for u in group})
         calls: list[Callable[[Session], Any]] = []
-        fallback: list[Unit] = []
 
         def next_token(group: list[Unit]) -> Callable[[Session], Any]:
             async def call(session: Session) -> None:
@@ -67,12 +66,15 @@ class Scorer:
                 self.requests_sent += 1
                 top = _top_of_next(self.client, answer)
                 best = max(top.values()) if top else None
+                missing = []
                 for unit in group:
                     spelled = self._spelling.get(unit.prompt[-1])
                     if spelled is None or spelled not in top:
-                        fallback.append(unit)
+                        missing.append(unit)
                         continue
                     on_result(unit.members, (top[spelled], top[spelled] >= best))  # type: ignore[operator]
+                if missing:  # choices outside the top_logprobs returned: echoed at once, in one request
+                    await self._echo_chunk(session, missing, False, on_result)
 
             return call
 
@@ -83,9 +85,6 @@ class Scorer:
         calls += self._echo_calls(echo, text, on_result)
         if calls:
             self.client.run_all(calls)
-        if fallback:  # choices outside the top_logprobs returned: echo them
-            fallback.sort(key=lambda u: -len(u.prompt))
-            self.client.run_all(self._echo_calls(fallback, text, on_result))
 
     def _echo_calls(self, units: list[Unit], text: bool, on_result: Callable) -> list[Callable[[Session], Any]]:
         units = sorted(units, key=lambda u: -len(u.prompt))  # similar lengths in one request
@@ -93,26 +92,27 @@ class Scorer:
         chunks = [units[i : i + per_request] for i in range(0, len(units), per_request)]
 
         def echo(chunk: list[Unit]) -> Callable[[Session], Any]:
-            async def call(session: Session) -> None:
-                answer = None
-                if len(chunk) > 1 and self.list_prompts:
-                    try:
-                        answer = await self._echo(session, [u.prompt for u in chunk], chunk)
-                    except ServerError as exc:
-                        if exc.status not in (400, 422):
-                            raise
-                        self.list_prompts = False  # a server that takes one prompt a request
-                if answer is None:
-                    for unit in chunk:
-                        choice = _choices(self.client, await self._echo(session, unit.prompt, [unit]), 1)[0]
-                        on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
-                    return
-                for unit, choice in zip(chunk, _choices(self.client, answer, len(chunk))):
-                    on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
-
-            return call
+            return lambda session: self._echo_chunk(session, chunk, text, on_result)
 
         return [echo(chunk) for chunk in chunks]
+
+    async def _echo_chunk(self, session: Session, chunk: list[Unit], text: bool, on_result: Callable) -> None:
+        """Echo chunk's prompts in one request (one a request for servers that refuse a list)."""
+        answer = None
+        if len(chunk) > 1 and self.list_prompts:
+            try:
+                answer = await self._echo(session, [u.prompt for u in chunk], chunk)
+            except ServerError as exc:
+                if exc.status not in (400, 422):
+                    raise
+                self.list_prompts = False  # a server that takes one prompt a request
+        if answer is None:
+            for unit in chunk:
+                choice = _choices(self.client, await self._echo(session, unit.prompt, [unit]), 1)[0]
+                on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
+            return
+        for unit, choice in zip(chunk, _choices(self.client, answer, len(chunk))):
+            on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
 
     async def _echo(self, session: Session, prompt: Any, units: list[Unit]) -> Any:
         carries = sum(len(u.members) for u in units)
