@@ -91,6 +91,11 @@ def test_an_unchanged_candidate_passes_and_a_worse_prompt_fails(runs):
     # --max-drop that McNemar's test calls significant at 0.05
     drop = (a_only - b_only) / len(b)
     assert (worse.returncode == 1) == (drop > 0.05 and p < 0.05)
+    # each condition on its own must hold: the same drop judged at a level below its p (not
+    # significant), and the same p under an allowance just above its drop (not large enough), pass
+    for option, value in (("--alpha", f"{p / 2:.6g}"), ("--max-drop", f"{drop + 1e-6:.6f}")):
+        verdict = harness("check", str(made["worse"]), "--baseline", str(root / "baseline.json"), option, value)
+        assert verdict.returncode == 0, (option, value, verdict.stdout + verdict.stderr)
     same_scores = {s["doc_id"]: s["exact_match"] for s in read_samples(made["same"]) if s["task"] == "demo_arithmetic"}
     assert same_scores == b  # computed again, every document scores as before: nothing to flag
     cases = {c.get("name"): c for c in ElementTree.parse(junit).getroot()}
