@@ -134,7 +134,7 @@ def _function_imports_named(name: str, yaml_path: Path | None) -> Iterator[None]
                 raise TaskConfigError(
                     f"{where}: {file}{f':{line}' if line else ''} cannot be imported: {one_line(exc)}"
                 ) from exc
-            if not callable(getattr(code, function, None)):
+            if not hasattr(code, function):
                 raise TaskConfigError(f"{where}: {file} has no function '{function}'")
         try:
             return original(qual, base_dir)
