@@ -23,3 +23,17 @@ class BadOptionError(UserError):
 
 class TaskConfigError(UserError):
     pass
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as `Type: first line of its message`, for a one-line error about it."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def line_in(exc: BaseException, filename: str) -> int | None:
+    """The last line of file `filename` that the exception's traceback passed through, or None."""
+    import traceback
+
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+    return lines[-1] if lines else None

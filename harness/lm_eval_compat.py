@@ -41,6 +41,8 @@ from lm_eval.utils import (
     simple_parse_args_string,
 )
 
+from harness.errors import TaskConfigError, line_in, one_line
+
 __all__ = [
     "Kind",
     "TaskFactory",
@@ -94,7 +96,8 @@ class TaskFactory(_LmEvalTaskFactory):
         return None
 
     def _load_full_config(self, entry, overrides=None) -> dict[str, Any]:
-        cfg = super()._load_full_config(entry, overrides)
+        with _function_imports_named(entry.name, entry.yaml_path):
+            cfg = super()._load_full_config(entry, overrides)
         self.config_loaded(entry.name, entry.yaml_path, cfg)
         return cfg
 
@@ -108,6 +111,41 @@ class TaskFactory(_LmEvalTaskFactory):
             if error is None:
                 raise
             raise error from exc
+
+
+@contextlib.contextmanager
+def _function_imports_named(name: str, yaml_path: Path | None) -> Iterator[None]:
+    """Within the block, a YAML's `!function module.name` that cannot be imported is a TaskConfigError
+    naming the task, the module's file and the function (lm-eval's loader, _yaml_loader.
+    _import_func_in_yml(qual, base_dir), raises whatever the import raised, with a traceback)."""
+    import lm_eval.tasks._yaml_loader as loader
+
+    original = loader._import_func_in_yml
+
+    def resolve(qual: str, base_dir: Path):
+        module, _, function = qual.rpartition(".")
+        file = (Path(base_dir) / f"{module.replace('.', '/')}.py").resolve()
+        where = f"task '{name}'" + (f" ({yaml_path})" if yaml_path else "") + f": !function {qual}"
+        if module and file.exists():  # lm-eval's first choice: a file beside the YAML
+            try:
+                code = loader._load_module_with_cache(file)
+            except Exception as exc:
+                line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else line_in(exc, str(file))
+                raise TaskConfigError(
+                    f"{where}: {file}{f':{line}' if line else ''} cannot be imported: {one_line(exc)}"
+                ) from exc
+            if not hasattr(code, function):
+                raise TaskConfigError(f"{where}: {file} has no function '{function}'")
+        try:
+            return original(qual, base_dir)
+        except Exception as exc:
+            raise TaskConfigError(f"{where}: no {file} and no importable module '{module}' ({one_line(exc)})") from exc
+
+    loader._import_func_in_yml = resolve
+    try:
+        yield
+    finally:
+        loader._import_func_in_yml = original
 
 
 def task_manager(include_path: list[Path], factory: Callable[[dict[str, Any]], TaskFactory]) -> TaskManager:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from lm_eval.tasks import TaskManager
 
 import harness
 import harness.scorers  # noqa: F401  registers our metric names (rouge1, corpus_bleu, ...) for task YAMLs
-from harness.errors import DataUnavailableError, TaskConfigError, UnknownTaskError, UserError
+from harness.errors import DataUnavailableError, TaskConfigError, UnknownTaskError, UserError, line_in, one_line
 from harness.lm_eval_compat import Kind, TaskFactory, load_spec, read_task_yaml, task_manager
 from harness.mirror import guard_absent_fewshot_split, load_from_mirror, mirror_source
 
@@ -60,6 +61,7 @@ class MirrorTaskFactory(TaskFactory):
 
     def config_loaded(self, name: str, yaml_path: Path | None, cfg: dict[str, Any]) -> None:
         _check_metric_names(name, yaml_path, cfg)
+        _name_failing_functions(name, cfg)
         path = cfg.get("dataset_path")
         if self.data_dir is not None and path and cfg.get("custom_dataset") is None:
             cfg["custom_dataset"] = functools.partial(load_from_mirror, self.data_dir, path, cfg.get("dataset_name"))
@@ -86,6 +88,39 @@ class MirrorTaskFactory(TaskFactory):
             f"{'/' + str(cfg['dataset_name']) if cfg.get('dataset_name') else ''} could not be loaded from {where}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         )
+
+
+def _name_failing_functions(task: str, cfg: dict[str, Any]) -> None:
+    """Every function of the task's code (`!function` in its YAML: doc_to_text, process_results,
+    an aggregation, ...) raises, if it fails, a TaskConfigError naming the task, its file and itself."""
+
+    def guarded(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: guarded(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [guarded(v) for v in value]
+        if not inspect.isfunction(value) or getattr(value, "__wrapped__", None) is not None:
+            return value  # classes (`class:`, samplers) are lm-eval's to construct
+        function = value
+
+        @functools.wraps(function)
+        def call(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except UserError:
+                raise
+            except Exception as exc:
+                file = function.__code__.co_filename
+                line = line_in(exc, file) or function.__code__.co_firstlineno
+                raise TaskConfigError(
+                    f"task '{task}': {function.__name__} ({file}:{line}) raised {one_line(exc)}"
+                ) from exc
+
+        return call
+
+    for key, value in cfg.items():
+        if key not in ("custom_dataset", "metadata"):  # ours, not the task's code
+            cfg[key] = guarded(value)
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -154,9 +189,10 @@ class Selection:
 
 
 def resolve_tasks(tm: TaskManager, patterns: list[str], data_dir: Path | None = None) -> Selection:
-    """resolve_task_names, and with a mirror: a tag or glob (e.g. `glue`) runs the members the mirror
-    holds and lists the others as skipped; a task named outright, or a group (whose score weighs all
-    its members), still fails on missing data, with the one-line error of load_tasks."""
+    """resolve_task_names, and with a mirror: a tag or glob (e.g. `glue`), or a group without a score
+    of its own (`super_glue`), runs the members the mirror holds and lists the others as skipped; a
+    task named outright, or a group whose score weighs all its members, still fails on missing data,
+    with the one-line error of load_tasks. A score-less group the mirror holds whole runs as a group."""
     names: list[str] = []
     skipped: dict[str, str] = {}
 
@@ -176,8 +212,11 @@ def resolve_tasks(tm: TaskManager, patterns: list[str], data_dir: Path | None = 
             add(matched)
         elif pattern in tm.all_tasks:
             entry = tm.task_index.get(pattern)
+            members = _scoreless_group_members(tm, pattern) if data_dir is not None else None
             if entry is not None and entry.kind == Kind.TAG:
                 add(sorted(entry.tags))
+            elif members and any(_missing_from_mirror(tm, m, data_dir) for m in members):
+                add(members)  # a group without a score of its own (super_glue) is a list of tasks, as a tag is
             elif pattern not in names:
                 names.append(pattern)
         else:
@@ -187,6 +226,23 @@ def resolve_tasks(tm: TaskManager, patterns: list[str], data_dir: Path | None = 
     if not names and skipped:
         raise DataUnavailableError(f"the mirror {data_dir} holds the data of none of: {', '.join(skipped)}")
     return Selection(names, skipped)
+
+
+def _scoreless_group_members(tm: TaskManager, name: str) -> list[str] | None:
+    """The leaf tasks of a group that has no aggregate score and lists its members by name, else None."""
+    entry = tm.task_index.get(name)
+    if entry is None or entry.kind != Kind.GROUP or not entry.cfg or entry.cfg.get("aggregate_metric_list"):
+        return None
+    members: list[str] = []
+    for member in entry.cfg.get("task") or []:
+        child = tm.task_index.get(member) if isinstance(member, str) else None
+        if child is None:
+            return None  # an inline task or a member with overrides: only the group builds it
+        sub = _scoreless_group_members(tm, member) if child.kind == Kind.GROUP else None
+        if child.kind == Kind.GROUP and sub is None:
+            return None
+        members += sub if sub is not None else sorted(child.tags) if child.kind == Kind.TAG else [member]
+    return members
 
 
 def _missing_from_mirror(tm: TaskManager, name: str, data_dir: Path | None) -> str | None:

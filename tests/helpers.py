@@ -24,6 +24,26 @@ def task_instances(
     return task.instances
 
 
+def lm_eval_manager(folder: Path, data_dir: Path):
+    """A TaskManager over lm-eval's own task YAMLs in `folder` (not our copies), reading the same mirror."""
+    from lm_eval.tasks import TaskManager
+
+    from harness.tasks import MirrorTaskFactory
+
+    tm = TaskManager(include_path=[folder], include_defaults=False)
+    tm._factory = MirrorTaskFactory(data_dir=data_dir)
+    return tm
+
+
+def lm_eval_instances(tm, name: str, limit: int | None):
+    """The zero-shot Instances lm-eval's evaluator would send a model for `name`, from lm-eval's manager."""
+    task = tm.load([name])["tasks"][name]
+    task.set_config(key="num_fewshot", value=0)
+    task.set_fewshot_seed(seed=1234)
+    task.build_all_requests(limit=limit, rank=0, world_size=1)
+    return task.instances
+
+
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

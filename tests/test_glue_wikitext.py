@@ -13,13 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 from clirun import harness
-from helpers import task_instances
-from lm_eval.tasks import TaskManager
+from helpers import lm_eval_instances, lm_eval_manager, task_instances
 
 from harness.errors import DataUnavailableError
 from harness.mirror import load_from_mirror
 from harness.tasks import (
-    MirrorTaskFactory,
     build_task_manager,
     list_tasks,
     load_tasks,
@@ -44,21 +42,6 @@ RAW = {
     "wnli": ("WNLI", ["sentence1", "sentence2"], "label", {"0": 0, "1": 1}),
     "stsb": ("STS-B", ["sentence1", "sentence2"], "score", None),
 }
-
-
-def lm_eval_manager(folder: Path, data_dir: Path) -> TaskManager:
-    """lm-eval's own task YAMLs (not our copies), reading the same mirror."""
-    tm = TaskManager(include_path=[folder], include_defaults=False)
-    tm._factory = MirrorTaskFactory(data_dir=data_dir)
-    return tm
-
-
-def lm_eval_instances(tm: TaskManager, name: str, limit: int):
-    task = tm.load([name])["tasks"][name]
-    task.set_config(key="num_fewshot", value=0)
-    task.set_fewshot_seed(seed=1234)
-    task.build_all_requests(limit=limit, rank=0, world_size=1)
-    return task.instances
 
 
 def test_glue_and_wikitext_task_files_are_lm_evals_unchanged():

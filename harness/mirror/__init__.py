@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import DataUnavailableError
-from harness.mirror import bbh, dialogsum, glue, gsm8k, mmlu, nq_open, samsum, squad, wikitext
+from harness.mirror import bbh, dialogsum, glue, gsm8k, mmlu, nq_open, samsum, squad, super_glue, wikitext
 from harness.mirror.layout import Layout, guard_absent_fewshot_split, mirror_dataset_dict
 
 __all__ = [
@@ -52,7 +52,7 @@ def resolve_data_dir(value: str | os.PathLike | None) -> Path | None:
 
 # ------------------------------------------------------------------------------ original releases
 LAYOUTS: dict[str, Layout] = {}
-for _family in (mmlu, bbh, glue, squad, nq_open, gsm8k, wikitext, samsum, dialogsum):
+for _family in (mmlu, bbh, glue, super_glue, squad, nq_open, gsm8k, wikitext, samsum, dialogsum):
     LAYOUTS.update(_family.LAYOUTS)
 
 
