@@ -65,6 +65,13 @@ def evaluate(
     bootstrap_iters: int = 1000,
     adapter: str | os.PathLike | None = None,
     merge_adapter: bool = False,
+    api: str | None = None,
+    api_model: str | None = None,
+    api_key_env: str | None = None,
+    max_concurrency: int | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+    tokenizer: str | None = None,
     output: str | os.PathLike = DEFAULT_OUTPUT,
     use_cache: bool = True,
     verbose: bool = False,
@@ -74,7 +81,9 @@ def evaluate(
     The arguments are `harness run`'s options: `tasks` names, groups or globs (a list, or one
     comma-separated string); `limit` a count of docs per task, or a fraction below 1; `batch_size`
     a number or "auto"; `gen_kwargs` a dict or "k=v,k=v"; `data_dir` a local data mirror (default
-    $HARNESS_DATA_DIR, else the hub); `use_cache=False` is `--no-cache`; `verbose=True` is
+    $HARNESS_DATA_DIR, else the hub); `model` may be a server's base URL (http://HOST:PORT/v1), with
+    `api`, `api_model`, `api_key_env` (the variable's name), `max_concurrency`, `timeout`,
+    `max_retries`, `tokenizer` as `harness run`'s options of those names; `use_cache=False` is `--no-cache`; `verbose=True` is
     `harness -v` (the libraries' logging and warnings, otherwise quiet during the call). Returns None
     on the processes other than the main one of a data-parallel launch (`accelerate launch script.py`).
     """
@@ -96,6 +105,13 @@ def evaluate(
         bootstrap_iters=bootstrap_iters,
         adapter=adapter,
         merge_adapter=merge_adapter,
+        api=api,
+        api_model=api_model,
+        api_key_env=api_key_env,
+        max_concurrency=max_concurrency,
+        timeout=timeout,
+        max_retries=max_retries,
+        tokenizer=tokenizer,
     )
     with contextlib.nullcontext() if verbose else libraries_quieted():
         stored = run_and_store(spec, output, use_cache=use_cache)
@@ -123,6 +139,7 @@ def make_spec(model: str, tasks: str | Sequence[str], **options: Any) -> RunSpec
             gen_kwargs = json.dumps(dict(gen_kwargs))  # checked exactly as --gen-kwargs JSON is
         except (TypeError, ValueError) as exc:
             raise BadOptionError(f"gen_kwargs: expected plain values ({exc})") from None
+    _check_served(model, options)
     for name in ("data_dir", "adapter"):
         if options.get(name) is not None:
             options[name] = str(options[name])
@@ -171,6 +188,20 @@ def coerce_limit(limit: float | None) -> float | int | None:
     if isinstance(limit, bool) or not isinstance(limit, (int, float)):
         raise BadOptionError(f"--limit {limit!r}: expected a count, or a fraction below 1")
     return int(limit) if limit >= 1 else limit
+
+
+def _check_served(model: str, options: dict[str, Any]) -> None:
+    """Served-model options need a served model, and a served model takes no weights options."""
+    from harness.models.served import is_served
+
+    served = ("api", "api_model", "api_key_env", "max_concurrency", "timeout", "max_retries", "tokenizer")
+    given = [k for k in served if options.get(k) is not None]
+    if is_served(model):
+        if options.get("adapter"):
+            raise BadOptionError("--adapter needs local weights: a served model's adapters are the server's to load")
+    elif given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise BadOptionError(f"{flags}: only for a served model (--model http://HOST:PORT/v1)")
 
 
 def _check_int(name: str, value: Any) -> None:

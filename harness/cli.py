@@ -26,6 +26,7 @@ from harness.commands.options import (
     SEED_OPTION,
     output_option,
     quiet_lm_eval_unless_verbose,
+    served_options,
 )
 from harness.errors import UserError
 
@@ -92,7 +93,8 @@ for _module in (catalog, reports, ladder, finetune, index):
     "-m",
     default="smollm2-135m",
     show_default=True,
-    help="Alias from `harness models`, a local model folder or .gguf file, or a hub id.",
+    help="Alias from `harness models`, a local model folder or .gguf file, a hub id, or the base URL "
+    "of an OpenAI-compatible server (http://HOST:PORT/v1).",
 )
 @click.option(
     "--tasks",
@@ -141,6 +143,7 @@ for _module in (catalog, reports, ladder, finetune, index):
     help="A PEFT adapter folder (LoRA, IA3 ...; e.g. from `harness finetune`) applied to the model.",
 )
 @click.option("--merge-adapter", is_flag=True, help="Merge the adapter into the weights before evaluating.")
+@served_options
 def run(
     model,
     tasks,
@@ -162,8 +165,9 @@ def run(
     num_processes,
     adapter=None,
     merge_adapter=False,
+    **served,
 ):
-    """Evaluate a model on tasks and store the run."""
+    """Evaluate a model on tasks and store the run (--model http://HOST:PORT/v1: a served model)."""
     if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         sys.exit(_launch_processes(num_processes, click.get_current_context().obj["argv"]))
     from harness.api import make_spec, run_and_store
@@ -187,6 +191,7 @@ def run(
         bootstrap_iters=bootstrap_iters,
         adapter=adapter,
         merge_adapter=merge_adapter,
+        **served,
     )
     quiet_lm_eval_unless_verbose()
     stored = run_and_store(spec, output, use_cache=not no_cache)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.adapters import task_hooks
-from harness.errors import BadOptionError
+from harness.errors import BadOptionError, UserError
 from harness.hashing import config_sha256, json_sha256
 from harness.lm_eval_compat import evaluator_git_hash
 from harness.mirror import resolve_data_dir
@@ -18,7 +18,8 @@ from harness.models.catalog import LoadedModel, load_model
 from harness.models.generation import generation_record
 from harness.models.hf import HarnessLM
 from harness.models.parallel import distributed_state
-from harness.models.runner import Runner
+from harness.models.runner import Runner, refused_tasks
+from harness.models.served import is_served, open_served_runner, served_options
 from harness.paths import cache_dir
 from harness.provenance import collect_env, quiet_git_describe
 from harness.request_cache import RequestCache
@@ -74,19 +75,16 @@ def run_evaluation(
 
         read_adapter(spec.adapter)  # a wrong path fails before the model loads
     state = distributed_state()
-    # one device per process (CPU processes just share the CPU)
-    device = spec.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
-    fresh = loaded is None
-    loaded = loaded or load_model(spec.model, device=device, dtype=spec.dtype)
-    if spec.adapter:
-        from harness.adapters.lora import attach_adapter
-
-        loaded = attach_adapter(loaded, spec.adapter, merge=spec.merge_adapter, in_place=fresh)
     seeds = spec.seeds()
-    # requests that sample without a seed of their own use the run's torch seed
-    lm: Runner = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile, seed=seeds["torch"])
+    lm, identity = _open_runner(spec, loaded, state, seeds)
     if cache is not None:
         lm.attach_request_cache(cache)
+    built, refused = refused_tasks(lm, built)  # e.g. log-likelihood tasks on a server whose log-probabilities fail
+    if refused and not built:
+        raise UserError(f"cannot score {', '.join(refused)}: " + "; ".join(sorted(set(refused.values()))))
+    for name, why in refused.items():
+        log.warning("skipping %s: %s", name, why)
+    selection.skipped.update(refused)
     # lm-eval records `git describe` of the working directory and lets git print "fatal: not a git
     # repository" outside one; ask git quietly (our own commit is in env.json)
     with evaluator_git_hash(quiet_git_describe):
@@ -100,7 +98,6 @@ def run_evaluation(
     report = lm.report()
     for name, record in tasks.items():  # generation settings actually used, and who set each
         record["generation"] = generation_record(report.generation.get(name), spec.gen_kwargs)
-    identity = loaded.identity
     run_hash = spec_hash(spec, identity, {name: t["config_sha256"] for name, t in tasks.items()})
     results["harness"] = {
         "spec_sha256": run_hash,
@@ -121,6 +118,24 @@ def run_evaluation(
     if cache is not None:
         cache.close()
     return FinishedRun(run_hash, spec.model, results, samples, spec_record, env)
+
+
+def _open_runner(spec: RunSpec, loaded: LoadedModel | None, state, seeds: dict[str, int]) -> tuple[Runner, dict]:
+    """The runner behind the seam, and the identity of the model it runs (the run record's model)."""
+    if is_served(spec.model):  # a server computes the requests: no weights here
+        served = open_served_runner(spec.model, served_options(spec), seed=seeds["torch"])
+        return served, served.identity
+    # one device per process (CPU processes just share the CPU)
+    device = spec.device or (str(state.device) if state is not None and state.device.type != "cpu" else None)
+    fresh = loaded is None
+    loaded = loaded or load_model(spec.model, device=device, dtype=spec.dtype)
+    if spec.adapter:
+        from harness.adapters.lora import attach_adapter
+
+        loaded = attach_adapter(loaded, spec.adapter, merge=spec.merge_adapter, in_place=fresh)
+    # requests that sample without a seed of their own use the run's torch seed
+    lm = HarnessLM(loaded=loaded, batch_size=spec.batch_size, compile=spec.compile, seed=seeds["torch"])
+    return lm, loaded.identity
 
 
 def default_cache_path() -> Path | None:

@@ -15,6 +15,9 @@ from harness.models.generation import GEN_KWARGS, GEN_KWARGS_ALIASES, check_gen_
 # lm-eval's own defaults (simple_evaluate): python random 0, numpy/torch/few-shot 1234.
 LM_EVAL_SEEDS = {"random": 0, "numpy": 1234, "torch": 1234, "fewshot": 1234}
 
+SERVED_NUMBERS = ("api", "api_model", "tokenizer")
+SERVED_TRANSPORT = ("api_key_env", "max_concurrency", "timeout", "max_retries")
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -33,6 +36,15 @@ class RunSpec:
     compile: bool = False  # torch.compile the forward pass; speed only
     adapter: str | None = None  # a PEFT adapter folder; its identity (file hashes) enters the hash, not the path
     merge_adapter: bool = False  # merge it into the weights (rounding differs slightly from unmerged)
+    # a served model (--model http://HOST:PORT/v1); None: the default. api and tokenizer change
+    # numbers; the others only how requests are sent (they stay out of the hash)
+    api: str | None = None
+    api_model: str | None = None
+    tokenizer: str | None = None
+    api_key_env: str | None = None  # the variable's name: the key itself is never stored
+    max_concurrency: int | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
     # where things are read from; not part of the identity
     data_dir: str | None = None
     include_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -56,6 +68,11 @@ def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[s
     # where things were read from, and what changes speed but not numbers, stay out
     for key in ("data_dir", "include_paths", "model", "tasks", "batch_size", "compile", "adapter", "merge_adapter"):
         settings.pop(key)
+    for key in SERVED_TRANSPORT:
+        settings.pop(key)
+    for key in SERVED_NUMBERS:  # only when given: runs of local models keep their hashes
+        if settings[key] is None:
+            settings.pop(key)
     weights = {k: model_identity.get(k) for k in ("sha256", "hub_id", "revision", "dtype")}
     if model_identity.get("adapter"):  # only then: runs without an adapter keep their hashes
         weights["adapter"] = {k: model_identity["adapter"][k] for k in ("sha256", "merged")}

@@ -95,3 +95,51 @@ def quiet_lm_eval_unless_verbose() -> None:
         from harness.quiet import quiet_lm_eval_progress
 
         quiet_lm_eval_progress()
+
+
+def served_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a served model (`--model http://HOST:PORT/v1`), passed under RunSpec's names."""
+    for option in reversed(
+        [
+            click.option(
+                "--api",
+                type=click.Choice(["completions", "chat"]),
+                default=None,
+                help="Served model: the endpoint (default: completions where the server has it). Chat generates only.",
+            ),
+            click.option("--api-model", default=None, help="Served model: its name (default: the only one listed)."),
+            click.option(
+                "--api-key-env",
+                default=None,
+                metavar="VAR",
+                help="Served model: environment variable holding the API key (sent as a header only, never stored).",
+            ),
+            click.option(
+                "--max-concurrency",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Served model: most requests in flight (adaptive below it; default 32).",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=None,
+                help="Served model: seconds per request (default 300).",
+            ),
+            click.option(
+                "--max-retries",
+                type=click.IntRange(min=0),
+                default=None,
+                help="Served model: retries on 429/5xx/timeouts/dropped connections (default 5).",
+            ),
+            click.option(
+                "--tokenizer",
+                default=None,
+                metavar="ALIAS|PATH",
+                help="Served model: local tokenizer for exact token splits (default: the server's /tokenize, "
+                "else text offsets).",
+            ),
+        ]
+    ):
+        f = option(f)
+    return f

@@ -55,6 +55,55 @@ class WorkStats:
         return asdict(self)
 
 
+@dataclass
+class TokenUsage:
+    """Tokens a server billed (the `usage` of its answers), summed over the requests sent."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    requests: int = 0  # answers that carried a usage
+
+    def add(self, usage: dict[str, Any] | None) -> None:
+        if not isinstance(usage, dict):
+            return
+        self.requests += 1
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            value = usage.get(name)
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Seconds from sending a request to its whole answer, over the requests that succeeded."""
+
+    requests: int
+    p50_s: float
+    p95_s: float
+    mean_s: float
+    max_s: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Latency | None:
+        if not seconds:
+            return None
+        ordered = sorted(seconds)
+
+        def quantile(q: float) -> float:  # nearest rank
+            return round(ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))], 4)
+
+        return cls(
+            len(ordered), quantile(0.5), quantile(0.95), round(sum(ordered) / len(ordered), 4), round(ordered[-1], 4)
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class RunnerReport:
     """What a runner tells the run record once the requests are done."""
@@ -64,6 +113,9 @@ class RunnerReport:
     max_length: int | None = None  # context window requests were cut to
     request_cache: str | None = None  # path of the attached request cache, if any
     interrupted_in_flight: int = 0  # requests earlier, killed runs lost in flight (computed again)
+    served: dict[str, Any] | None = None  # a served model: server, model name, fingerprint, endpoint check
+    usage: TokenUsage | None = None  # a served model: tokens its answers billed
+    latency: Latency | None = None  # a served model: request latency
 
     def env_record(self) -> dict[str, Any]:
         """env.json's "runner" section."""
@@ -71,6 +123,12 @@ class RunnerReport:
         if self.request_cache is not None:
             record["request_cache"] = self.request_cache
             record["interrupted_in_flight"] = self.interrupted_in_flight
+        if self.served is not None:
+            record["served"] = self.served
+        if self.usage is not None:
+            record["usage"] = self.usage.to_dict()
+        if self.latency is not None:
+            record["latency"] = self.latency.to_dict()
         return record
 
 
@@ -98,3 +156,22 @@ class Runner(Protocol):
         ...
 
     def report(self) -> RunnerReport: ...
+
+
+def refused_tasks(runner: Any, tasks: list) -> tuple[list, dict[str, str]]:
+    """The tasks a runner can score, and why it refuses the others (its `refusal(output_type)`, where
+    it has one: a served model whose log-probabilities fail the endpoint check still generates).
+    A group goes as a whole when it holds a refused task."""
+    refusal = getattr(runner, "refusal", None)
+    if refusal is None:
+        return tasks, {}
+    kept, refused = [], {}
+    for obj in tasks:
+        group = hasattr(obj, "get_all_tasks")
+        leaves = obj.get_all_tasks(recursive=True) if group else [obj]
+        why = next((w for w in (refusal(t.config.output_type) for t in leaves) if w), None)
+        if why is None:
+            kept.append(obj)
+        else:
+            refused[obj.name if group else obj.config.task] = why
+    return kept, refused
