@@ -6,6 +6,7 @@ the upstream server through aiohttp. Faults are scripted by rules:
 
     proxy.inject("429", every=3, retry_after=1)   # every 3rd request gets a 429 with Retry-After
     proxy.inject("stall", next=2, seconds=20)     # the next 2 requests get no answer for 20 s
+    proxy.inject("500", every=1, after=40)         # the first 40 pass, every one after fails
 
 Kinds: `429` (Retry-After), `500`, `stall` (no byte for `seconds`, then the connection closes),
 `truncate` (the upstream answer's headers with its full Content-Length, half its body, then the
@@ -40,6 +41,7 @@ class Rule:
     every: int | None = None
     next: int | None = None
     paths: tuple[str, ...] = SCORING_PATHS
+    after: int = 0  # let this many matching requests through first
     retry_after: float = 1.0
     seconds: float = 30.0
     seen: int = 0
@@ -49,11 +51,14 @@ class Rule:
         if not path.startswith(self.paths):
             return False
         self.seen += 1
+        counted = self.seen - self.after
+        if counted <= 0:
+            return False
         if self.next is not None:
             hit = self.fired < self.next
         else:
             assert self.every is not None
-            hit = self.seen % self.every == 0
+            hit = counted % self.every == 0
         self.fired += hit
         return hit
 
