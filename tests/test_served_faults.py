@@ -9,9 +9,7 @@ so every run below computes its requests (or says how many came from its cache).
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from clirun import harness, progress_lines
 from fault_proxy import FaultProxy
 from servers import free_port
 from test_cli import assert_one_line_error
+from test_resume import cached_results, stored
 
 from harness.store import RunStore
 
@@ -38,23 +37,6 @@ def in_process(url: str, out: Path, cache: Path, *extra: str, env: dict | None =
     return harness(*run_args(url, out, *extra), env={"HARNESS_REQUEST_CACHE": str(cache), **(env or {})})
 
 
-def stored(out: Path) -> tuple[dict, dict]:
-    (run,) = RunStore(out).runs()
-    return json.loads((run / "results.json").read_text()), json.loads((run / "env.json").read_text())
-
-
-def cached_results(cache: Path) -> int:
-    if not cache.exists():
-        return 0
-    db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=30)
-    try:
-        return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        db.close()
-
-
 def assert_same_numbers(got: dict, want: dict) -> None:
     """Every metric and its interval; floats to rounding (vLLM batches requests differently from run
     to run, which moves log-probabilities in their last digits; a lost or repeated request moves a
@@ -69,9 +51,14 @@ def assert_same_numbers(got: dict, want: dict) -> None:
     assert got["n-samples"] == want["n-samples"]
 
 
-def one_error_line(stderr: str) -> list[str]:
-    """stderr without progress bars and the rerun's note on requests lost in flight."""
-    return [line for line in progress_lines(stderr) if not line.startswith(BARS) and "lost" not in line]
+def assert_one_error_line(returncode: int, stderr: str, expected: str) -> str:
+    """Exit 2 and one line on stderr besides the progress bars of the work done before the fault
+    (and a rerun's note on requests an earlier run lost in flight)."""
+    lines = [line for line in progress_lines(stderr) if not line.startswith(BARS)]
+    assert returncode == 2, stderr[-3000:]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert expected in lines[0], lines[0]
+    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +129,9 @@ def test_a_server_killed_mid_run_stops_it_with_one_line_and_the_rerun_finishes(v
     finally:
         proc.kill()
         vllm_server.ensure_running()
-    assert proc.returncode == 2, stderr[-3000:]
-    lines = one_error_line(stderr)
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    assert "run the same command again" in lines[0] or "cannot be reached" in lines[0], lines
+    # a request out when the server died: "failed ... after 3 attempts"; none: "cannot be reached"
+    line = assert_one_error_line(proc.returncode, stderr, "server http://127.0.0.1:")
+    assert "run the same command again" in line or "cannot be reached" in line, line
     saved = cached_results(cache)
     assert total // 3 <= saved < total
     assert not RunStore(tmp_path / "killed").runs() if (tmp_path / "killed").exists() else True
@@ -228,7 +214,7 @@ def test_malformed_json_gets_one_line_and_loses_nothing(vllm_server, undisturbed
         proxy.inject("malformed", every=1, after=46)
         out = in_process(proxy.base_url, tmp_path / "broken", cache, "--max-retries", "1", "--max-concurrency", "1")
         assert proxy.counts["malformed"] >= 2
-        assert_one_line_error(out, "not JSON")
+        assert_one_error_line(out.returncode, out.stderr, "answered completions with a body that is not JSON")
         saved = cached_results(cache)
         assert saved >= 30
         proxy.clear()
@@ -252,10 +238,8 @@ def test_llamacpp_misaligned_logprobs_are_refused(llamacpp_server, tmp_path, sha
         "--output",
         str(tmp_path / "runs"),
     )
-    lines = one_error_line(out.stderr)
-    assert out.returncode == 2, out.stderr[-3000:]
-    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert "fails the endpoint check" in lines[0] and "log-probabilit" in lines[0], lines
+    line = assert_one_error_line(out.returncode, out.stderr, "fails the endpoint check")
+    assert "log-probabilit" in line, line
 
 
 def test_llamacpp_generation_runs(llamacpp_server, tmp_path, shared_data):
