@@ -25,10 +25,17 @@ if [ ! -f .ci/venvs/vllm/READY ]; then
   touch .ci/venvs/vllm/READY
 fi
 
-# llama-cpp-python compiles llama.cpp from source (pip keeps the built wheel in its cache, so only
-# the first CI run on a machine pays for it); all cores for the compile.
-export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-_server_venv llamacpp 'llama-cpp-python[server]==0.3.36'
+# llama-cpp-python compiles llama.cpp from source. Not for this CPU (-march=native): built native
+# on a VM that reports AMX and AVX-512, every decode segfaults. The wheel is built once per machine
+# into a cache of its own (pip's wheel cache would hand back a wheel built with other flags).
+_llama_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/harness-ci/llama-cpp-python-0.3.36-generic"
+if ! ls "$_llama_wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+  _start=$(date +%s)
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+    python3 -m pip wheel -q --no-deps --no-cache-dir -w "$_llama_wheels" llama-cpp-python==0.3.36
+  echo "ci: llama-cpp-python compiled in $(( $(date +%s) - _start )) s" >&2
+fi
+_server_venv llamacpp --find-links "$_llama_wheels" --only-binary llama-cpp-python 'llama-cpp-python[server]==0.3.36'
 touch .ci/venvs/llamacpp/READY
 
 export HARNESS_VLLM_PYTHON="$PWD/.ci/venvs/vllm/bin/python"

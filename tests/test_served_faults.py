@@ -51,6 +51,10 @@ def assert_same_numbers(got: dict, want: dict) -> None:
     assert got["n-samples"] == want["n-samples"]
 
 
+def no_run_stored(out: Path) -> bool:
+    return not out.exists() or not RunStore(out).runs()
+
+
 def assert_one_error_line(returncode: int, stderr: str, expected: str) -> str:
     """Exit 2 and one line on stderr besides the progress bars of the work done before the fault
     (and a rerun's note on requests an earlier run lost in flight)."""
@@ -134,7 +138,7 @@ def test_a_server_killed_mid_run_stops_it_with_one_line_and_the_rerun_finishes(v
     assert "run the same command again" in line or "cannot be reached" in line, line
     saved = cached_results(cache)
     assert total // 3 <= saved < total
-    assert not RunStore(tmp_path / "killed").runs() if (tmp_path / "killed").exists() else True
+    assert no_run_stored(tmp_path / "killed")
 
     out = in_process(vllm_server.base_url, tmp_path / "resumed", cache, "--max-concurrency", "4")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -178,7 +182,7 @@ def test_a_wrong_url_and_a_refused_connection_get_one_line(tmp_path):
     for url in ("http://no-such-host.invalid:8000/v1", f"http://127.0.0.1:{free_port()}/v1"):
         out = in_process(url, tmp_path / "runs", tmp_path / "cache.sqlite", "--max-retries", "1")
         assert_one_line_error(out, "cannot be reached")
-        assert not (tmp_path / "runs").exists() or not RunStore(tmp_path / "runs").runs()
+        assert no_run_stored(tmp_path / "runs")
 
 
 def test_a_wrong_key_gets_one_line_and_is_never_shown(vllm_server, tmp_path):
