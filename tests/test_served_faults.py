@@ -149,7 +149,8 @@ def test_a_server_killed_mid_run_stops_it_with_one_line_and_the_rerun_finishes(v
     assert resumed["requests_from_cache"] + resumed["requests_computed"] == total
     assert resumed["requests_from_cache"] >= saved
     assert resumed["requests_computed"] == total - saved
-    assert resumed["interrupted_in_flight"] <= 4 * 8  # --max-concurrency requests of up to 8 prompts
+    # the marker counts what was out when the run stopped (sent, waiting to be retried, queued)
+    assert 0 < resumed["interrupted_in_flight"] <= total - saved
 
 
 def test_a_run_rides_out_a_server_killed_twice(vllm_server, undisturbed, tmp_path):
