@@ -58,6 +58,17 @@ def harness_run(model: str, tasks: list[str], data_dir: str, limit, shots=None, 
     return {"results": finished.results["results"], "samples": finished.samples, "env": finished.env}
 
 
+def save(directory: str | None, name: str, run: dict, seconds: float, tasks: list[str]) -> None:
+    """Predictions and wall time of one run as JSON, so that runs of separate invocations compare."""
+    if directory:
+        import json
+
+        picks = {t: {str(d): p[0] for d, p in predictions(run["samples"][t]).items()} for t in tasks}
+        accs = {t: acc(run, t) for t in tasks}
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / f"{name}.json").write_text(json.dumps({"seconds": seconds, "acc": accs, "picks": picks}))
+
+
 def agreement(a: dict, b: dict, tasks: list[str]) -> tuple[int, int]:
     same = total = 0
     for task in tasks:
@@ -88,6 +99,7 @@ def main() -> int:
     ap.add_argument("--max-concurrency", type=int, default=32, help="harness's limit")
     ap.add_argument("--in-process", default="smollm2-135m", help="alias for harness's in-process run ('' skips)")
     ap.add_argument("--gen-limit", type=int, default=50)
+    ap.add_argument("--save", default=None, help="folder for each run's predictions and time (JSON)")
     ap.add_argument("--skip-mmlu", action="store_true")
     ap.add_argument("--skip-generation", action="store_true")
     args = ap.parse_args()
@@ -103,12 +115,14 @@ def main() -> int:
     if not args.skip_mmlu:
         tasks = [f"mmlu_{s}" for s in args.subjects.split(",")]
         ours, t_ours = timed(lambda: harness_run(base, tasks, args.data_dir, args.limit, shots=0, **served))
+        save(args.save, "harness-served", ours, t_ours, tasks)
         runner = ours["env"]["runner"]
         print(f"harness served: {t_ours:.1f} s; latency {runner.get('latency')}; usage {runner.get('usage')}")
         print("acc: " + ", ".join(f"{t} {acc(ours, t):.4f}" for t in tasks), flush=True)
         best = None
         for c in (int(x) for x in args.concurrency.split(",")):
             ref, t_ref = timed(lambda c=c: lm_eval_run(base, args.tokenizer, tasks, args.data_dir, args.limit, c, 0))
+            save(args.save, f"lm-eval-c{c}", ref, t_ref, tasks)
             best = t_ref if best is None else min(best, t_ref)
             same, total = agreement(ours, ref, tasks)
             print(
@@ -118,6 +132,7 @@ def main() -> int:
             print(f"wall time ratio harness / lm-eval best so far: {t_ours / best:.3f}", flush=True)
             if c == int(args.concurrency.split(",")[0]) and args.in_process:
                 local, t_local = timed(lambda: harness_run(args.in_process, tasks, args.data_dir, args.limit, shots=0))
+                save(args.save, "harness-in-process", local, t_local, tasks)
                 same, total = agreement(ours, local, tasks)
                 print(
                     f"harness in-process {args.in_process}: {t_local:.1f} s; same predictions {same}/{total} "

@@ -105,6 +105,6 @@ def open_served_runner(model: str, options: ServedOptions, seed: int = 1234) -> 
         "sha256": check.fingerprint,  # what run hashes and the leaderboard read as the weights' identity
         "tokenization": tokens.mode,
         "dtype": "served",
-        "device": "server",
+        "device": client.shown,  # what the run summary and env.json show as where it ran
     }
     return runner

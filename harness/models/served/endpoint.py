@@ -82,6 +82,25 @@ class EndpointCheck:
 
 def check_completions(client: Client, model: str) -> EndpointCheck:
     """Probe the completions endpoint (see the module's doc)."""
+    try:
+        return _probe(client, model)
+    except ServerError as exc:
+        if exc.status not in (400, 422):
+            raise
+    # a server that refuses echo or logprobs generates all the same: its greedy answers fingerprint it
+    answers = client.run_all(
+        [
+            lambda s, p=p: s.call(
+                "POST", "completions", {"model": model, "prompt": p, "max_tokens": 8, "temperature": 0, "seed": 1234}
+            )
+            for p in PROBES
+        ]
+    )
+    texts = [((a or {}).get("choices") or [{}])[0].get("text") for a in answers]
+    return EndpointCheck(False, "it refuses requests for log-probabilities (echo, logprobs)", json_sha256(texts))
+
+
+def _probe(client: Client, model: str) -> EndpointCheck:
     greedy = client.run_all(
         [lambda s, p=p: s.call("POST", "completions", _payload(model, p, echo=False)) for p in PROBES]
     )

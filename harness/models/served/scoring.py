@@ -5,12 +5,14 @@ context window) is echoed with `logprobs`, and the continuation's echoed log-pro
 summed; it is greedy when each is its position's best. Three savings, none of which changes a
 number: identical inputs are sent once; several prompts go in one request (the API takes a list);
 and the one-token continuations of one context (multiple-choice letters) are read off a single
-request for the context's next-token `top_logprobs`, falling back to echo for any choice not among
-them. The endpoint check has verified that a top_logprobs entry equals the echoed value.
+request for the context's next-token `top_logprobs`; a choice not among them gets a request that
+forces it with `logit_bias` (checked once a run against its echo), else an echo. The endpoint
+check has verified that a top_logprobs entry equals the echoed value.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from harness.models.served.client import Client, ServerError, Session
 
 ECHO_PROMPTS_PER_REQUEST = 8
 NEXT_TOKEN_TOP = 20  # vLLM's default --max-logprobs
+FORCED_TOLERANCE = 1e-4  # a forced token's log-probability against the echoed one (vLLM: equal)
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Scorer:
         self.top = NEXT_TOKEN_TOP
         self.requests_sent = 0
         self.list_prompts = True  # several prompts a request, until a server refuses a list
+        self.bias_ok: bool | None = None  # whether forced tokens' log-probabilities equal echoed ones
+        self._bias_lock: asyncio.Lock | None = None
 
     # ------------------------------------------------------------------ planning
     def run(self, units: list[Unit], text: bool, on_result: Callable[[list[int], tuple[float, bool]], None]) -> None:
@@ -56,7 +61,6 @@ class Scorer:
         if groups:
             self._learn_spellings({u.prompt[-1] for group in groups for u in group})
         calls: list[Callable[[Session], Any]] = []
-        fallback: list[Unit] = []
 
         def next_token(group: list[Unit]) -> Callable[[Session], Any]:
             async def call(session: Session) -> None:
@@ -67,12 +71,15 @@ class Scorer:
                 self.requests_sent += 1
                 top = _top_of_next(self.client, answer)
                 best = max(top.values()) if top else None
+                missing = []
                 for unit in group:
                     spelled = self._spelling.get(unit.prompt[-1])
                     if spelled is None or spelled not in top:
-                        fallback.append(unit)
+                        missing.append(unit)
                         continue
                     on_result(unit.members, (top[spelled], top[spelled] >= best))  # type: ignore[operator]
+                if missing:  # choices outside the top_logprobs returned
+                    await self._outside_top(session, missing, on_result)
 
             return call
 
@@ -82,10 +89,8 @@ class Scorer:
         calls += [next_token(group) for group in groups]
         calls += self._echo_calls(echo, text, on_result)
         if calls:
+            self._bias_lock = None  # a lock belongs to one event loop: run_all starts a new one
             self.client.run_all(calls)
-        if fallback:  # choices outside the top_logprobs returned: echo them
-            fallback.sort(key=lambda u: -len(u.prompt))
-            self.client.run_all(self._echo_calls(fallback, text, on_result))
 
     def _echo_calls(self, units: list[Unit], text: bool, on_result: Callable) -> list[Callable[[Session], Any]]:
         units = sorted(units, key=lambda u: -len(u.prompt))  # similar lengths in one request
@@ -93,26 +98,67 @@ class Scorer:
         chunks = [units[i : i + per_request] for i in range(0, len(units), per_request)]
 
         def echo(chunk: list[Unit]) -> Callable[[Session], Any]:
-            async def call(session: Session) -> None:
-                answer = None
-                if len(chunk) > 1 and self.list_prompts:
-                    try:
-                        answer = await self._echo(session, [u.prompt for u in chunk], chunk)
-                    except ServerError as exc:
-                        if exc.status not in (400, 422):
-                            raise
-                        self.list_prompts = False  # a server that takes one prompt a request
-                if answer is None:
-                    for unit in chunk:
-                        choice = _choices(self.client, await self._echo(session, unit.prompt, [unit]), 1)[0]
-                        on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
-                    return
-                for unit, choice in zip(chunk, _choices(self.client, answer, len(chunk))):
-                    on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
-
-            return call
+            return lambda session: self._echo_chunk(session, chunk, text, on_result)
 
         return [echo(chunk) for chunk in chunks]
+
+    async def _outside_top(self, session: Session, units: list[Unit], on_result: Callable) -> None:
+        """One-token choices missing from the context's top_logprobs. Where the server reports a
+        generated token's raw log-probability (vLLM does), a request forcing that token with
+        logit_bias gives it without echoing the prompt (and reuses the server's prefix cache);
+        the first such value of a run is checked against the echoed one, and a server that
+        disagrees gets echo requests from then on."""
+        if self._bias_lock is None:
+            self._bias_lock = asyncio.Lock()
+        if self.bias_ok is None:
+            async with self._bias_lock:
+                if self.bias_ok is None:
+                    first, units = units[0], units[1:]
+                    forced = await self._forced(session, first)
+                    choice = _choices(self.client, await self._echo(session, first.prompt, [first]), 1)[0]
+                    echoed = _score_choice(self.client, choice, first.ctxlen, False)
+                    self.bias_ok = forced is not None and abs(forced[0] - echoed[0]) <= FORCED_TOLERANCE
+                    on_result(first.members, echoed)
+        if not self.bias_ok:
+            if units:
+                await self._echo_chunk(session, units, False, on_result)
+            return
+        for unit in units:
+            forced = await self._forced(session, unit)
+            if forced is None:
+                await self._echo_chunk(session, [unit], False, on_result)
+            else:
+                on_result(unit.members, forced)
+
+    async def _forced(self, session: Session, unit: Unit) -> tuple[float, bool] | None:
+        """(log p(token), False) from a request that forces unit's one-token continuation; None if
+        the server generated another token. Never greedy: it was outside the top_logprobs."""
+        payload = dict(self._next_payload(unit.prompt[:-1]), logprobs=1, logit_bias={str(unit.prompt[-1]): 100})
+        answer = await session.call("POST", "completions", payload, carries=len(unit.members))
+        self.requests_sent += 1
+        lp = _choices(self.client, answer, 1)[0].get("logprobs") or {}
+        tokens, values = lp.get("tokens") or [], lp.get("token_logprobs") or []
+        if not tokens or not values or values[0] is None or tokens[0] != self._spelling.get(unit.prompt[-1]):
+            return None
+        return float(values[0]), False
+
+    async def _echo_chunk(self, session: Session, chunk: list[Unit], text: bool, on_result: Callable) -> None:
+        """Echo chunk's prompts in one request (one a request for servers that refuse a list)."""
+        answer = None
+        if len(chunk) > 1 and self.list_prompts:
+            try:
+                answer = await self._echo(session, [u.prompt for u in chunk], chunk)
+            except ServerError as exc:
+                if exc.status not in (400, 422):
+                    raise
+                self.list_prompts = False  # a server that takes one prompt a request
+        if answer is None:
+            for unit in chunk:
+                choice = _choices(self.client, await self._echo(session, unit.prompt, [unit]), 1)[0]
+                on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
+            return
+        for unit, choice in zip(chunk, _choices(self.client, answer, len(chunk))):
+            on_result(unit.members, _score_choice(self.client, choice, unit.ctxlen, text))
 
     async def _echo(self, session: Session, prompt: Any, units: list[Unit]) -> Any:
         carries = sum(len(u.members) for u in units)
