@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# the real servers (vLLM, llama-cpp-python), one per session: tests/servers.py
+from servers import llamacpp_server, vllm_server  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 # CI and developers keep the benchmark data beside the checkout (../shared/data); never copied in.
 SHARED_DATA = Path(os.environ.get("HARNESS_TEST_DATA", REPO.parent / "shared" / "data"))

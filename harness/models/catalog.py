@@ -10,7 +10,9 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import shutil
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,12 +122,17 @@ def convert_gguf(gguf: Path, sha256: str) -> Path:
     target = cache_dir() / "models" / sha256[:16]
     if (target / CONVERTED_MARKER).exists():
         return target
+    check_gguf(gguf)
     import torch
     import transformers
 
     log.warning("Converting %s to safetensors once (cached in %s)", gguf.name, target)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except (ValueError, KeyError, OSError, struct.error) as exc:
+        # an architecture transformers does not convert, or damage the header check cannot see
+        raise UnknownModelError(f"model '{gguf}': transformers cannot convert this GGUF: {_first_line(exc)}") from exc
     # transformers refuses save_pretrained on a GGUF-loaded model while its quantizer is attached.
     model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
@@ -143,6 +150,56 @@ def convert_gguf(gguf: Path, sha256: str) -> Path:
         # another process converted the same file first; its copy is identical
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def check_gguf(gguf: Path) -> None:
+    """A corrupt or truncated GGUF stops here with one line, before transformers' converter fails deep
+    inside with a struct or reshape error (or, truncated in its tensor data, reads past the end)."""
+    with open(gguf, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise UnknownModelError(f"model '{gguf}': not a GGUF file (it does not start with the GGUF magic bytes)")
+    size = gguf.stat().st_size
+    try:
+        try:
+            from transformers.integrations.gguf.reader import GgufHeader
+        except ImportError:  # an older transformers: gguf's own reader walks the whole file (seconds)
+            from gguf import GGUFReader
+
+            GGUFReader(gguf)
+            return
+        header = GgufHeader.from_file(str(gguf))  # the header and tensor table only, milliseconds
+    except struct.error as exc:
+        raise UnknownModelError(f"model '{gguf}': the GGUF file is truncated: it ends inside its header") from exc
+    except (ValueError, KeyError, IndexError, OSError) as exc:
+        raise UnknownModelError(f"model '{gguf}': a corrupt or truncated GGUF file: {_first_line(exc)}") from exc
+    end = header.data_start + max((t.offset + t.nbytes for t in header.tensors), default=0)
+    if end > size:
+        raise UnknownModelError(
+            f"model '{gguf}': the GGUF file is truncated: {size} bytes of the {end} its tensor table describes"
+        )
+
+
+# what a transformers model folder holds: a config, weights, a tokenizer (any one of each list)
+_WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.safetensors.index.json", "*.bin.index.json")
+_TOKENIZER_GLOBS = ("tokenizer.json", "*.model", "vocab.json", "vocab.txt", "*.tiktoken")
+
+
+def check_model_folder(path: Path, name: str) -> None:
+    """One line naming what a local model folder lacks, instead of from_pretrained's paragraph."""
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any(any(path.glob(pattern)) for pattern in _WEIGHT_GLOBS):
+        missing.append("weights (model.safetensors or pytorch_model.bin)")
+    if not any(any(path.glob(pattern)) for pattern in _TOKENIZER_GLOBS):
+        missing.append("tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
+    if missing:
+        raise UnknownModelError(f"model '{name}': the folder {path} holds no {', no '.join(missing)}")
 
 
 def resolve_weights(name: str) -> tuple[Path | str, dict[str, Any]]:
@@ -179,6 +236,7 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None) -
     """Load a causal LM and its tokenizer by alias, local path or hub id."""
     import torch
     import transformers
+    from safetensors import SafetensorError
 
     device = device or default_device()
     try:
@@ -190,13 +248,19 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None) -
     dtype = dtype or default_dtype(device)
     if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
         raise UserError(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
+    if name not in CATALOG and Path(name).expanduser().is_dir():
+        check_model_folder(Path(name).expanduser(), name)  # before its weights are hashed
     weights, identity = resolve_weights(name)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(weights)
         model = transformers.AutoModelForCausalLM.from_pretrained(weights, dtype=getattr(torch, dtype))
-    except OSError as exc:
-        # from_pretrained says OSError for both "no such repo" and "hub unreachable"
-        raise UnknownModelError(f"model '{name}' could not be loaded: {str(exc).splitlines()[0]}") from exc
+    except (OSError, ValueError, SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+        # OSError for both "no such repo" and "hub unreachable"; ValueError for a config or tokenizer
+        # transformers cannot build; the others for weight files that are truncated or corrupt, or
+        # do not fit the config. Running out of memory is no mistake in the input.
+        if isinstance(exc, torch.OutOfMemoryError):
+            raise
+        raise UnknownModelError(f"model '{name}' could not be loaded: {_first_line(exc)}") from exc
     model.to(device).eval()  # type: ignore[arg-type]  # a device string is what .to() takes
     if identity["source"] == "hub":
         identity["revision"] = getattr(model.config, "_commit_hash", None)
