@@ -3,8 +3,8 @@ local-completions' through the same server (lm-eval's own model class, in-proces
 in-process runner's on the same weights; the endpoint check passes; the key is never written; chat
 refuses log-likelihood tasks.
 
-The server: `vllm_server` below starts vLLM (the venv's python in $HARNESS_VLLM_PYTHON, as .ci/run
-sets it) once per session on a free port; $HARNESS_VLLM_BASE_URL points at one already running.
+The server: the session's `vllm_server` (tests/servers.py) runs vLLM from the venv whose python is
+$HARNESS_VLLM_PYTHON (.ci/run sets it); $HARNESS_VLLM_BASE_URL points at one already running.
 """
 
 from __future__ import annotations
@@ -12,65 +12,12 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import socket
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from clirun import harness as harness_cli
 from helpers import task_instances
-
-START_TIMEOUT_S = 900
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ready(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def vllm_server(smollm2_weights, tmp_path_factory):
-    """A vLLM server on the dequantised SmolLM2 folder: `.base_url` is http://127.0.0.1:PORT/v1."""
-    given = os.environ.get("HARNESS_VLLM_BASE_URL")
-    if given:
-        if not _ready(given):
-            pytest.skip(f"HARNESS_VLLM_BASE_URL={given} does not answer /models")
-        yield SimpleNamespace(base_url=given.rstrip("/"), weights=smollm2_weights)
-        return
-    python = os.environ.get("HARNESS_VLLM_PYTHON")
-    if not python or not Path(python).exists():
-        pytest.skip("vLLM is not installed: set HARNESS_VLLM_PYTHON to its venv's python (.ci/run does)")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="2")
-    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2_weights)]
-    cmd += ["--served-model-name", "smollm2", "--dtype", "float32", "--max-model-len", "2048"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _ready(base_url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"vLLM did not start (see {log}): {log.read_text()[-2000:]}")
-            time.sleep(2)
-        yield SimpleNamespace(base_url=base_url, weights=smollm2_weights)
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=60)
 
 
 def _served(base_url: str, tokenizer: str | None = None, api: str | None = None):
@@ -253,7 +200,6 @@ def test_cli_chat_refuses_loglikelihood_in_one_line(vllm_server, shared_data, tm
 def test_sampled_repeats_go_as_one_request_with_n(served_lm, vllm_server, shared_data):
     """Three sampled repeats of a prompt: the server's own three samples for that prompt and seed (n=3)."""
     import json
-    import urllib.request
 
     instances = task_instances("demo_arithmetic", shared_data, num_fewshot=3, limit=1)
     kwargs = {"until": ["\n"], "max_gen_toks": 8, "do_sample": True, "temperature": 1.0, "seed": 7}
