@@ -92,7 +92,7 @@ def open_served_runner(model: str, options: ServedOptions, seed: int = 1234) -> 
                 raise
             log.warning("server %s has no completions endpoint: generation goes through chat", client.shown)
             api, check = "chat", check_chat(client, served.name)
-    # a failed check is said once, by the engine, with the tasks it stops (ServedLM.refuses)
+    # a failed check is said once, by the engine, with the tasks it stops (ServedLM.refusal)
     tokens = Tokens(client, served.name, options.tokenizer)
     runner = ServedLM(client, served, tokens, check, api=api, seed=seed)
     runner.identity = {
