@@ -80,8 +80,8 @@ def leaderboard(runs_dir, out, title):
 @click.option("--alpha", type=ALPHA, default=0.05, show_default=True, help="Significance level.")
 def compare(runs, runs_dir, out, md_out, alpha):
     """Compare runs: the first (A) against each other one, per task, with paired tests and flipped samples."""
-    from harness.reports.compare import compare_runs, comparison_markdown, render_comparison
-    from harness.store import find_run
+    from harness.reports.compare import compare_runs, comparison_markdown, render_comparison, run_titles
+    from harness.store import find_run, read_record
 
     if len(runs) < 2:
         raise UserError("harness compare needs at least two runs (A B [C...])")
@@ -94,7 +94,10 @@ def compare(runs, runs_dir, out, md_out, alpha):
     else:
         click.echo(text)
     if out:
-        click.echo(f"comparison page: {render_comparison(names, comparisons, out, alpha)}", err=bool(not md_out))
+        titles = run_titles([read_record(d) for d in dirs])  # the page is titled by model and variant
+        click.echo(
+            f"comparison page: {render_comparison(names, comparisons, out, alpha, titles)}", err=bool(not md_out)
+        )
 
 
 @click.command()
