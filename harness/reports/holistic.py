@@ -145,7 +145,7 @@ def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
     """pandas' values as JSON's: NaN and missing as None, numpy numbers as Python's."""
     out = {}
     for k in DOWNLOAD_COLUMNS[2:]:
-        v = row.get(k)
+        v: Any = row.get(k)
         if hasattr(v, "item"):
             v = v.item()
         out[k] = None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v

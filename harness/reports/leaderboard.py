@@ -244,7 +244,7 @@ def _row_data(row: Row) -> dict[str, Any]:
 
 
 def _cell_data(c: Cell) -> dict[str, Any]:
-    data = {"v": c.value, "ci": c.ci95, "se": c.stderr, "n": c.n, "run": c.run_id, "metric": c.metric}
+    data: dict[str, Any] = {"v": c.value, "ci": c.ci95, "se": c.stderr, "n": c.n, "run": c.run_id, "metric": c.metric}
     if c.extra is not None:
         data["extra"] = dict(c.extra)
     return data
