@@ -7,8 +7,11 @@ give the same cell, the latest wins. A column is a top-level task or group (a gr
 in the per-task view). Each cell holds its task's main metric (the first in the task's
 metric_list), its 95 % interval and the run behind it.
 
-Ranking follows HELM: the macro average over the columns a row has (0-1 metrics where higher is
-better), and the mean win rate (per column, the share of other rows a row beats, ties half).
+Besides accuracy (those main scores) a row has the other metric groups of HELM's tabs, each with
+its cells and its own ranking (harness.reports.holistic): calibration, robustness, fairness,
+efficiency. Ranking follows HELM: the mean win rate per group (per column, the share of other rows
+a row beats, ties half), and for accuracy the macro average over the columns a row has (0-1 metrics
+where higher is better). Rows are listed by accuracy's mean win rate.
 """
 
 from __future__ import annotations
