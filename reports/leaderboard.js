@@ -63,6 +63,7 @@
     b.addEventListener("click", function () {
       groupButtons.forEach(function (x) { x.classList.toggle("active", x === b); });
       document.querySelectorAll("#view-board .group").forEach(function (g) { g.hidden = g.id !== "group-" + b.dataset.group; });
+      document.getElementById("cell-detail").hidden = true;  // it showed a cell of another group
     });
   });
 
