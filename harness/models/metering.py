@@ -39,8 +39,12 @@ class TaskWork:
         self.requests += requests
         self.requests_computed += b.requests_computed - a.requests_computed
         self.requests_from_cache += b.requests_from_cache - a.requests_from_cache
-        self.prompt_tokens += b.prompt_tokens - a.prompt_tokens
-        self.generated_tokens += b.generated_tokens - a.generated_tokens
+        prompt, generated = b.prompt_tokens - a.prompt_tokens, b.generated_tokens - a.generated_tokens
+        billed = _usage_delta(before, after)
+        if billed is not None and not (prompt or generated):  # a served runner: the server's own count
+            prompt, generated = billed
+        self.prompt_tokens += prompt
+        self.generated_tokens += generated
         self.tokens_computed += b.tokens_computed - a.tokens_computed
         self.model_seconds += seconds
         self.latencies_s += after.latencies_s[len(before.latencies_s) :]
@@ -53,6 +57,18 @@ class TaskWork:
 
         p50, p95 = np.percentile(np.asarray(self.latencies_s, dtype=np.float64), [50, 95])
         return float(p50), float(p95)
+
+
+def _usage_delta(before: RunnerReport, after: RunnerReport) -> tuple[int, int] | None:
+    """Prompt and completion tokens a server billed between two reports, where the runner reports
+    its answers' `usage` (RunnerReport.usage of the served runner); else None."""
+    a, b = getattr(before, "usage", None), getattr(after, "usage", None)
+    if b is None:
+        return None
+    return (
+        b.prompt_tokens - (a.prompt_tokens if a is not None else 0),
+        b.completion_tokens - (a.completion_tokens if a is not None else 0),
+    )
 
 
 class TaskMeter:
