@@ -6,7 +6,8 @@ Per task a group reads one figure of a run:
 - robustness, fairness: the worst case of the main metric over the perturbations of that set,
   stored as `<metric>_worst_<set>` (`acc_worst_robustness`) beside the clean `<metric>`;
 - efficiency: model seconds per 1,000 documents (harness.efficiency; lower is better), with tokens
-  per second, tokens, device and latency beside it.
+  per second, tokens, device and latency beside it; from runs without perturbations only (a perturbed
+  run's time also covers each document's perturbed versions).
 Each group ranks the rows by HELM's mean win rate over the tasks that have a figure in that group.
 """
 
@@ -72,6 +73,8 @@ def record_cells(record: RunRecord, group: str) -> Iterable[tuple[str, Cell]]:
         if main is None:
             continue
         if group == "efficiency":
+            if record.settings.get("perturb"):  # its time covers the perturbed evaluations too: not comparable
+                continue
             e = task.efficiency
             value = e.seconds_per_1k_docs if e is not None else None
             if e is None or value is None:
