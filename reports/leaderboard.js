@@ -78,11 +78,33 @@
     document.body.removeChild(a);
     setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
   }
+  // every cell of every group, one object each, in the columns of harness.load_runs (see holistic.py)
+  function downloadRows() {
+    var d = data.downloads;
+    return d.rows.map(function (values) {
+      var merged = {}, run = d.runs[values[0]];
+      d.run_columns.forEach(function (c, i) { merged[c] = run[i]; });
+      d.row_columns.forEach(function (c, i) { merged[c] = values[i]; });
+      var row = {};
+      d.columns.forEach(function (c) { row[c] = merged[c] === undefined ? null : merged[c]; });
+      return row;
+    });
+  }
+  function csvField(v) {
+    if (v === null || v === undefined) return "";
+    if (typeof v === "boolean") return v ? "True" : "False";  // as Python's csv writes them; pandas reads both
+    var s = String(v);  // numbers: the shortest text that reads back as the same double, as Python's repr
+    return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
   document.getElementById("download-csv").addEventListener("click", function () {
-    download("leaderboard.csv", data.downloads.csv, "text/csv");
+    var columns = data.downloads.columns;
+    var lines = [columns.join(",")].concat(downloadRows().map(function (r) {
+      return columns.map(function (c) { return csvField(r[c]); }).join(",");
+    }));
+    download("leaderboard.csv", lines.join("\n") + "\n", "text/csv");
   });
   document.getElementById("download-json").addEventListener("click", function () {
-    download("leaderboard.json", data.downloads.json, "application/json");
+    download("leaderboard.json", JSON.stringify(downloadRows(), null, 1), "application/json");
   });
 
   // ------------------------------------------------------------------ run behind a cell

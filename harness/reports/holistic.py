@@ -13,9 +13,6 @@ Each group ranks the rows by HELM's mean win rate over the tasks that have a fig
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -155,15 +152,20 @@ def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def as_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(DOWNLOAD_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(
-        {k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows
-    )
-    return buffer.getvalue()
+RUN_COLUMNS = ("run_id", "created", "model", "model_sha256", "variant", "label", "spec_sha256")
 
 
-def as_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, ensure_ascii=False, indent=1)
+def download_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """download_rows compact for the page, which makes the CSV and JSON files from it: each run's own
+    columns once (`runs`), each row its run id and the other columns (`rows`), in DOWNLOAD_COLUMNS order."""
+    rest = [c for c in DOWNLOAD_COLUMNS if c not in RUN_COLUMNS]
+    runs: dict[str, list[Any]] = {}
+    for row in rows:
+        runs.setdefault(row["run_id"], [row[c] for c in RUN_COLUMNS])
+    return {
+        "columns": list(DOWNLOAD_COLUMNS),
+        "run_columns": list(RUN_COLUMNS),
+        "row_columns": ["run_id", *rest],
+        "runs": runs,
+        "rows": [[row["run_id"], *(row[c] for c in rest)] for row in rows],
+    }

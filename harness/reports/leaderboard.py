@@ -33,9 +33,8 @@ from harness.reports.holistic import (
     GROUPS,
     PERTURBATION_SETS,
     Cell,
-    as_csv,
-    as_json,
     download_rows,
+    download_table,
     mean_win_rates,
     record_cells,
 )
@@ -203,7 +202,7 @@ def render_leaderboard(
         "tasks": board.tasks,
         "groups": board.groups,
         "runs": board.runs,
-        "downloads": {"csv": as_csv(board.downloads), "json": as_json(board.downloads)},
+        "downloads": download_table(board.downloads),
         "samples": None,
         "sample_files": None,
     }
