@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.adapters import task_hooks
+from harness.efficiency import Efficiency, total
 from harness.errors import BadOptionError, UserError
 from harness.hashing import config_sha256, json_sha256
 from harness.lm_eval_compat import evaluator_git_hash
@@ -17,6 +18,7 @@ from harness.mirror import resolve_data_dir
 from harness.models.catalog import LoadedModel, load_model
 from harness.models.generation import generation_record
 from harness.models.hf import HarnessLM
+from harness.models.metering import TaskMeter, TaskWork
 from harness.models.parallel import distributed_state
 from harness.models.runner import Runner, refused_tasks
 from harness.models.served import is_served, open_served_runner, served_options
@@ -87,7 +89,7 @@ def run_evaluation(
     selection.skipped.update(refused)
     # lm-eval records `git describe` of the working directory and lets git print "fatal: not a git
     # repository" outside one; ask git quietly (our own commit is in env.json)
-    with evaluator_git_hash(quiet_git_describe):
+    with evaluator_git_hash(quiet_git_describe), TaskMeter(lm) as meter:  # each task's work measured apart
         results = _simple_evaluate(lm, built, tm, spec, seeds)
     if results is None or (state is not None and not state.is_main_process):
         return None  # a non-main process of a data-parallel run: the main one stores the run
@@ -115,6 +117,7 @@ def run_evaluation(
     }
     env = collect_env(identity, started)
     env["runner"] = report.env_record()  # work done: tokens computed, forward passes, seconds, cache use
+    env["efficiency"] = efficiency_record(meter, results, identity.get("device"))
     if cache is not None:
         cache.close()
     return FinishedRun(run_hash, spec.model, results, samples, spec_record, env)
@@ -144,6 +147,34 @@ def default_cache_path() -> Path | None:
     if value is not None and value.strip().lower() in ("", "off", "0", "none"):
         return None
     return Path(value).expanduser() if value else cache_dir() / "requests.sqlite"
+
+
+def efficiency_record(meter: TaskMeter, results: dict[str, Any], device: str | None) -> dict[str, Any]:
+    """env.json's "efficiency": per task and for the run, requests, tokens, model time (harness.efficiency)."""
+    docs = {name: n.get("effective") for name, n in results.get("n-samples", {}).items()}
+    tasks = {}
+    for name, work in meter.tasks.items():
+        p50, p95 = work.latency_percentiles()
+        tasks[name] = Efficiency(
+            requests=work.requests,
+            requests_computed=work.requests_computed,
+            requests_from_cache=work.requests_from_cache,
+            prompt_tokens=work.prompt_tokens,
+            generated_tokens=work.generated_tokens,
+            tokens_computed=work.tokens_computed,
+            model_seconds=work.model_seconds,
+            documents=docs.get(name),
+            device=device,
+            latency_p50_s=p50,
+            latency_p95_s=p95,
+        )
+    run = total(tasks.values())
+    everything = TaskWork(latencies_s=[s for work in meter.tasks.values() for s in work.latencies_s])
+    p50, p95 = everything.latency_percentiles()
+    return {
+        "run": replace(run, latency_p50_s=p50, latency_p95_s=p95).to_dict() if run else None,
+        "tasks": {name: e.to_dict() for name, e in tasks.items()},
+    }
 
 
 def task_records(results: dict[str, Any], samples: dict[str, list]) -> dict[str, dict[str, Any]]:

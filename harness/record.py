@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.efficiency import EFFICIENCY_COLUMNS, Efficiency, efficiency_values, total
 from harness.samples import Sample
 from harness.scorers.keys import is_score, split_key, stderr_key
 
@@ -77,6 +78,7 @@ class TaskRecord:
     members: tuple[str, ...]  # a group's tasks (lm-eval's group_subtasks)
     num_fewshot: int | None
     n: int | None
+    efficiency: Efficiency | None = None  # a group's: its members' summed; runs stored before it: None
 
     @property
     def main(self) -> TaskScore | None:
@@ -92,9 +94,14 @@ def main_score(scores: Iterable[TaskScore]) -> TaskScore | None:
     return next(iter(scores), None)
 
 
-def task_records(results: Mapping[str, Any]) -> dict[str, TaskRecord]:
-    """Every task and group of lm-eval's results dict (a group's own entry wins), in results order."""
+def task_records(
+    results: Mapping[str, Any], efficiency: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, TaskRecord]:
+    """Every task and group of lm-eval's results dict (a group's own entry wins), in results order;
+    `efficiency`: env.json's per-task figures, where the run has them."""
     groups = results.get("groups", {})
+    subtasks = results.get("group_subtasks", {})
+    costs = {name: e for name, raw in (efficiency or {}).items() if (e := Efficiency.from_dict(raw)) is not None}
     merged = {**results.get("results", {}), **groups}
     n_samples = results.get("n-samples", {})
     records = {}
@@ -123,11 +130,18 @@ def task_records(results: Mapping[str, Any]) -> dict[str, TaskRecord]:
             task,
             tuple(scores),
             task in groups,
-            tuple(results.get("group_subtasks", {}).get(task, [])),
+            tuple(subtasks.get(task, [])),
             results.get("n-shot", {}).get(task),
             n,
+            costs.get(task) or total(costs[leaf] for leaf in _leaves(task, subtasks) if leaf in costs),
         )
     return records
+
+
+def _leaves(task: str, subtasks: Mapping[str, Any]) -> list[str]:
+    """A group's leaf tasks (subgroups expanded); a task is its own leaf."""
+    members = subtasks.get(task) or []
+    return [leaf for m in members for leaf in _leaves(m, subtasks)] if members else [task]
 
 
 # ---------------------------------------------------------------------------------- samples
@@ -183,7 +197,12 @@ class RunRecord:
 
     @functools.cached_property
     def tasks(self) -> dict[str, TaskRecord]:
-        return task_records(self.results)
+        return task_records(self.results, (self.env.get("efficiency") or {}).get("tasks"))
+
+    @property
+    def efficiency(self) -> Efficiency | None:
+        """The run's requests, tokens and model time in all (None for runs stored before harness kept them)."""
+        return Efficiency.from_dict((self.env.get("efficiency") or {}).get("run"))
 
     def main_score(self, task: str) -> TaskScore | None:
         record = self.tasks.get(task)
@@ -316,7 +335,8 @@ FRAME_COLUMNS = (
 
 
 def scores_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
-    """One row per run x task x score (`main`: the task's main score), for pandas."""
+    """One row per run x task x score (`main`: the task's main score), with the task's efficiency
+    figures, for pandas."""
     import pandas as pd
 
     rows = []
@@ -345,6 +365,7 @@ def scores_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
                         s.n,
                         s.higher_is_better,
                         s.signature,
+                        *efficiency_values(task.efficiency),
                     )
                 )
-    return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    return pd.DataFrame(rows, columns=[*FRAME_COLUMNS, *EFFICIENCY_COLUMNS])

@@ -57,20 +57,81 @@
     });
   });
 
+  // ------------------------------------------------------------------ metric groups (HELM's tabs)
+  var groupButtons = document.querySelectorAll(".groups button[data-group]");
+  groupButtons.forEach(function (b) {
+    b.addEventListener("click", function () {
+      groupButtons.forEach(function (x) { x.classList.toggle("active", x === b); });
+      document.querySelectorAll("#view-board .group").forEach(function (g) { g.hidden = g.id !== "group-" + b.dataset.group; });
+      document.getElementById("cell-detail").hidden = true;  // it showed a cell of another group
+    });
+  });
+
+  // ------------------------------------------------------------------ downloads (no network: a Blob)
+  function download(name, text, type) {
+    var url = URL.createObjectURL(new Blob([text], {type: type}));
+    var a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    document.body.removeChild(a);
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+  }
+  // every cell of every group, one object each, in the columns of harness.load_runs (see holistic.py)
+  function downloadRows() {
+    var d = data.downloads;
+    return d.rows.map(function (values) {
+      var merged = {}, run = d.runs[values[0]];
+      d.run_columns.forEach(function (c, i) { merged[c] = run[i]; });
+      d.row_columns.forEach(function (c, i) { merged[c] = values[i]; });
+      var row = {};
+      d.columns.forEach(function (c) { row[c] = merged[c] === undefined ? null : merged[c]; });
+      return row;
+    });
+  }
+  function csvField(v) {
+    if (v === null || v === undefined) return "";
+    if (typeof v === "boolean") return v ? "True" : "False";  // as Python's csv writes them; pandas reads both
+    var s = String(v);  // numbers: the shortest text that reads back as the same double, as Python's repr
+    return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
+  document.getElementById("download-csv").addEventListener("click", function () {
+    var columns = data.downloads.columns;
+    var lines = [columns.join(",")].concat(downloadRows().map(function (r) {
+      return columns.map(function (c) { return csvField(r[c]); }).join(",");
+    }));
+    download("leaderboard.csv", lines.join("\n") + "\n", "text/csv");
+  });
+  document.getElementById("download-json").addEventListener("click", function () {
+    download("leaderboard.json", JSON.stringify(downloadRows(), null, 1), "application/json");
+  });
+
   // ------------------------------------------------------------------ run behind a cell
   var detail = document.getElementById("cell-detail");
-  document.getElementById("leaderboard").addEventListener("click", function (ev) {
+  var EFFICIENCY = [["seconds per 1,000 docs", "seconds_per_1k_docs"], ["tokens per second", "tokens_per_second"],
+    ["model seconds", "model_seconds"], ["prompt tokens", "prompt_tokens"], ["generated tokens", "generated_tokens"],
+    ["tokens computed", "tokens_computed"], ["requests (computed / from cache)", null], ["device", "device"],
+    ["latency p50 / p95 (s)", null]];
+  document.getElementById("view-board").addEventListener("click", function (ev) {
     var td = ev.target.closest("td[data-cell]");
     if (!td) return;
+    var group = td.closest("table").dataset.group || "accuracy";
     var parts = td.dataset.cell.split("|"), row = rowsByKey[parts[0]], task = parts.slice(1).join("|");
-    var cell = row.cells[task], run = data.runs[cell.run] || {};
+    var cell = row.groups[group][task], run = data.runs[cell.run] || {};
     clear(detail);
-    detail.appendChild(el("h3", row.label + " · " + task));
+    detail.appendChild(el("h3", row.label + " · " + task + " · " + group));
     var dl = el("dl");
-    [["score", fmt(cell.v) + " " + cell.metric], ["95% interval", cell.ci ? fmt(cell.ci[0]) + " – " + fmt(cell.ci[1]) : "–"],
+    var x = cell.extra;
+    var figures = x ? EFFICIENCY.map(function (f) {
+      if (f[1]) return [f[0], typeof x[f[1]] === "number" && !Number.isInteger(x[f[1]]) ? fmt(x[f[1]]) : x[f[1]]];
+      if (f[0].indexOf("requests") === 0) return [f[0], x.requests_computed + " / " + x.requests_from_cache];
+      return [f[0], x.latency_p50_s === null ? "–" : fmt(x.latency_p50_s) + " / " + fmt(x.latency_p95_s)];
+    }) : [];
+    figures.concat([["score", fmt(cell.v) + " " + cell.metric], ["95% interval", cell.ci ? fmt(cell.ci[0]) + " – " + fmt(cell.ci[1]) : "–"],
      ["stderr", fmt(cell.se)], ["samples", cell.n], ["run", cell.run], ["started", run.created],
      ["spec hash", run.spec_sha256], ["weights sha256", (run.model || {}).sha256], ["dtype / device", ((run.model || {}).dtype || "") + " / " + ((run.model || {}).device || "")],
-     ["settings", JSON.stringify(run.settings || {})], ["libraries", JSON.stringify(run.libraries || {})], ["seconds", run.seconds]]
+     ["settings", JSON.stringify(run.settings || {})], ["libraries", JSON.stringify(run.libraries || {})], ["seconds", run.seconds]])
       .forEach(function (kv) { dl.appendChild(el("dt", kv[0])); dl.appendChild(el("dd", kv[1] === undefined ? "–" : kv[1])); });
     detail.appendChild(dl);
     var go = el("button", "browse its samples");
@@ -155,6 +216,23 @@
       var c = r.cells[n];
       return [n, c.metric, fmt(c.v), c.ci ? fmt(c.ci[0]) + " – " + fmt(c.ci[1]) : "–", c.n, c.run];
     }));
+    renderModelGroups(r);
+  }
+  var GROUP_HEADS = {accuracy: "accuracy", calibration: "calibration (ECE ↓)", robustness: "robustness (worst case)",
+    fairness: "fairness (worst case)", efficiency: "efficiency (s / 1k docs ↓)"};
+  function renderModelGroups(r) {
+    var groups = Object.keys(data.groups), names = {};
+    groups.forEach(function (g) { Object.keys(r.groups[g] || {}).forEach(function (n) { names[n] = true; }); });
+    var rows = [["mean win rate"].concat(groups.map(function (g) { return fmt(r.winrates[g]); }), [""])];
+    Object.keys(names).sort().forEach(function (n) {
+      var eff = (r.groups.efficiency || {})[n];
+      rows.push([n].concat(groups.map(function (g) {
+        var c = (r.groups[g] || {})[n];
+        return c ? fmt(c.v) + (g === "accuracy" ? " " + c.metric : "") : "–";
+      }), [eff && eff.extra ? fmt(eff.extra.tokens_per_second) : "–"]));
+    });
+    fillTable(document.getElementById("model-groups"),
+      ["task"].concat(groups.map(function (g) { return GROUP_HEADS[g] || g; }), ["tokens / s"]), rows);
   }
   modelSelect.addEventListener("change", renderModel);
   renderTask();

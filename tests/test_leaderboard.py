@@ -4,6 +4,8 @@ browser, hostile model output rendered as inert text, no console errors)."""
 from __future__ import annotations
 
 import copy
+import json
+import math
 
 import pandas as pd
 import pytest
@@ -97,7 +99,8 @@ def sample(i: int, output: str, correct: bool, task: str = "a") -> dict:
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory, real_run):
+def playwright_session():
+    """One Playwright for the module's pages (its sync API cannot be started twice at once)."""
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     playwright = pytest.importorskip(
@@ -105,6 +108,12 @@ def page(tmp_path_factory, real_run):
     )
     global expect
     expect = playwright.expect
+    with playwright.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, real_run, playwright_session):
     root = tmp_path_factory.mktemp("board")
     store = RunStore(root / "runs")
     hostile_model = '<b onmouseover="window.__pwned=1">evil</b>-model'
@@ -120,12 +129,11 @@ def page(tmp_path_factory, real_run):
     write_run(real_run, store, "run-03", hostile_model, {"a": 0.45, 'x"><img src=y onerror=window.__pwned=2>': 0.5})
     out = harness("leaderboard", "--runs", str(root / "runs"), "--out", str(root / "board.html"))
     assert out.returncode == 0, out.stderr
-    with playwright.sync_playwright() as p:
-        browser, tab, errors = open_browser(p)
-        tab.goto((root / "board.html").as_uri())
-        tab.wait_for_load_state("load")
-        yield tab, errors, root, browser
-        browser.close()
+    browser, tab, errors = open_browser(playwright_session)
+    tab.goto((root / "board.html").as_uri())
+    tab.wait_for_load_state("load")
+    yield tab, errors, root, browser
+    browser.close()
 
 
 def column(tab, index: int) -> list[str]:
@@ -211,3 +219,195 @@ def test_per_task_and_per_model_views_draw_charts(page):
     assert len(tab.query_selector_all("#model-chart svg rect.bar")) == 2
     tab.screenshot(path=str(root / "views.png"), full_page=True)
     assert not errors, errors
+
+
+# ---------------------------------------------------------------------------------- holistic groups
+GROUP_METRICS = {"ece": "calibration", "acc_worst_robustness": "robustness", "acc_worst_fairness": "fairness"}
+
+
+def write_holistic_run(template, store: RunStore, run_id: str, model: str, table: dict[str, dict[str, float]]):
+    """write_run, and per task the other groups' figures: `ece` and the worst-case scores stored
+    beside acc as the real run stores ece (its stderr and interval entries copied), and `seconds`:
+    the model time of the task's efficiency entry (the real run's demo_capitals entry, copied)."""
+    run_dir = write_run(template, store, run_id, model, {t: v["acc"] for t, v in table.items()})
+    results = json.loads((run_dir / "results.json").read_text())
+    env = json.loads((run_dir / "env.json").read_text())
+    (entry,) = template.env["efficiency"]["tasks"].values()
+    env["efficiency"] = {"run": None, "tasks": {}}
+    for task, values in table.items():
+        for metric in GROUP_METRICS:
+            for section in ("results", "ci95", "signatures"):  # the real run's own ece goes: only the table's
+                results[section][task].pop(f"{metric},none", None)
+            if metric in values:
+                results["results"][task][f"{metric},none"] = values[metric]
+                results["results"][task][f"{metric}_stderr,none"] = 0.01
+                results["ci95"][task][f"{metric},none"] = [values[metric] - 0.02, values[metric] + 0.02]
+        results["higher_is_better"][task]["ece"] = False
+        if "seconds" in values:
+            env["efficiency"]["tasks"][task] = {**entry, "model_seconds": values["seconds"]}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    (run_dir / "env.json").write_text(json.dumps(env))
+    return run_dir
+
+
+M3 = 'm3, "the third"'  # a comma and quotes: the CSV download must quote them
+HOLISTIC = {
+    "m1": {
+        "a": {"acc": 0.5, "ece": 0.10, "acc_worst_robustness": 0.40, "acc_worst_fairness": 0.45, "seconds": 30.0},
+        "b": {"acc": 0.7, "ece": 0.20, "acc_worst_robustness": 0.60, "seconds": 10.0},
+    },
+    "m2": {
+        "a": {"acc": 0.6, "ece": 0.30, "acc_worst_robustness": 0.40, "acc_worst_fairness": 0.50, "seconds": 20.0},
+        "b": {"acc": 0.7, "ece": 0.05, "acc_worst_robustness": 0.50, "seconds": 40.0},
+    },
+    M3: {"a": {"acc": 0.4, "ece": 0.25, "acc_worst_fairness": 0.30, "seconds": 5.0}, "b": {"acc": 0.9}},
+}
+
+
+@pytest.fixture(scope="module")
+def holistic_store(tmp_path_factory, real_run):
+    store = RunStore(tmp_path_factory.mktemp("holistic") / "runs")
+    for i, (model, table) in enumerate(HOLISTIC.items()):
+        write_holistic_run(real_run, store, f"run-{i:02d}", model, table)
+    return store
+
+
+def pandas_win_rates(column: str, lower_is_better: bool) -> pd.Series:
+    """HELM's mean win rate from pandas' ranks: per task (rank - 1) / (n - 1), ties averaged, over the
+    tasks where a model has the figure and at least two models do."""
+    frame = pd.DataFrame({m: {t: v.get(column) for t, v in table.items()} for m, table in HOLISTIC.items()}).T
+    frame = frame.astype(float).loc[:, frame.notna().sum() >= 2]
+    ranks = (-frame if lower_is_better else frame).rank(method="average")
+    return ((ranks - 1).div(frame.notna().sum() - 1)).mean(axis=1)
+
+
+def test_every_group_ranks_by_helm_mean_win_rate(holistic_store):
+    board = build_leaderboard(holistic_store.runs())
+    rows = {r.model: r for r in board.rows}
+    references = {
+        "accuracy": pandas_win_rates("acc", False),
+        "calibration": pandas_win_rates("ece", True),
+        "robustness": pandas_win_rates("acc_worst_robustness", False),
+        "fairness": pandas_win_rates("acc_worst_fairness", False),
+        "efficiency": pandas_win_rates("seconds", True),  # seconds per 1k docs: the same order as seconds
+    }
+    for group, expected in references.items():
+        for model, row in rows.items():
+            if model in expected.index and not pd.isna(expected[model]):
+                assert row.win_rates[group] == pytest.approx(expected[model]), (group, model)
+            else:
+                assert row.win_rates[group] is None, (group, model)
+    assert (
+        rows[M3].cells == rows[M3].groups["accuracy"] and rows["m1"].mean_win_rate == rows["m1"].win_rates["accuracy"]
+    )
+    # each cell is the figure the run stores: the worst case under its own name, efficiency per 1k docs
+    assert rows["m2"].groups["robustness"]["b"].value == 0.5 and rows[M3].groups["robustness"] == {}
+    assert (
+        rows["m2"].groups["calibration"]["b"].value == 0.05 and not board.groups["calibration"][0]["higher_is_better"]
+    )
+    eff = rows["m1"].groups["efficiency"]["a"]
+    assert eff.value == pytest.approx(30.0 / eff.extra["requests_computed"] * eff.extra["requests"] / eff.n * 1000)
+
+
+@pytest.fixture(scope="module")
+def holistic_page(tmp_path_factory, holistic_store, playwright_session):
+    out = tmp_path_factory.mktemp("holistic-page") / "board.html"
+    done = harness("leaderboard", "--runs", str(holistic_store.root), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    browser, tab, errors = open_browser(playwright_session)
+    tab.goto(out.as_uri())
+    tab.wait_for_load_state("load")
+    yield tab, errors, out.parent
+    browser.close()
+
+
+def test_each_group_is_a_tab_of_its_own(holistic_page, holistic_store):
+    tab, errors, _ = holistic_page
+    board = build_leaderboard(holistic_store.runs())
+    for group in ("calibration", "robustness", "fairness", "efficiency", "accuracy"):
+        tab.click(f".groups button[data-group={group}]")
+        visible = tab.eval_on_selector_all(".group", "gs => gs.filter(g => !g.hidden).map(g => g.id)")
+        assert visible == [f"group-{group}"]
+        table = "#leaderboard" if group == "accuracy" else f"#board-{group}"
+        shown = tab.eval_on_selector_all(
+            f"{table} tbody tr", "trs => trs.map(tr => [tr.cells[0].dataset.v, tr.cells[1].dataset.v])"
+        )
+        expected = {r.label: r.win_rates[group] for r in board.rows}
+        assert {label: float(v) if v else None for label, v in shown} == pytest.approx(expected), group
+    tab.click(".groups button[data-group=efficiency]")
+    tab.click("#board-efficiency td.cell >> nth=0")
+    assert "tokens per second" in tab.inner_text("#cell-detail")
+    tab.click("nav button[data-view=model]")
+    tab.select_option("#model-select", label="m1")
+    heads = tab.eval_on_selector_all("#model-groups thead th", "ths => ths.map(t => t.textContent)")
+    assert [h.split(" ")[0] for h in heads[1:6]] == ["accuracy", "calibration", "robustness", "fairness", "efficiency"]
+    first = tab.eval_on_selector_all("#model-groups tbody tr:first-child td", "tds => tds.map(t => t.textContent)")
+    m1 = next(r for r in board.rows if r.model == "m1")
+    assert first[0] == "mean win rate" and first[1] == f"{m1.win_rates['accuracy']:.4f}"
+    assert not errors, errors
+
+
+def same(a, b) -> bool:
+    """A value read back from a download against load_runs' (missing is missing however spelt)."""
+    missing = [x is None or x == "" or (isinstance(x, float) and math.isnan(x)) for x in (a, b)]
+    if any(missing):
+        return all(missing)
+    if isinstance(b, bool) or isinstance(a, bool):
+        return bool(a) == bool(b)
+    if isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return str(a) == str(b)
+
+
+@pytest.mark.parametrize("kind", ["csv", "json"])
+def test_the_downloads_round_trip_with_load_runs(holistic_page, holistic_store, kind):
+    import harness as api
+
+    tab, errors, folder = holistic_page
+    tab.click("nav button[data-view=board]")
+    with tab.expect_download() as info:
+        tab.click(f"#download-{kind}")
+    path = folder / f"download.{kind}"
+    info.value.save_as(path)
+    got = pd.read_csv(path) if kind == "csv" else pd.read_json(path, orient="records", precise_float=True)
+    frame = api.load_runs(holistic_store.root)
+    stored = {(r["run_id"], r["task"], r["metric"], r["filter"]): r for r in frame.to_dict("records")}
+    board = build_leaderboard(holistic_store.runs())
+    cells = {(g, r.label, t) for r in board.rows for g, cs in r.groups.items() for t in cs}
+    assert len(got) == len(cells) and set(zip(got.tab, got.label, got.task)) == cells
+    for row in got.to_dict("records"):
+        source = stored[(row["run_id"], row["task"], row["metric"], row["filter"])]
+        for column in frame.columns:
+            assert same(row[column], source[column]), (kind, column, row[column], source[column])
+        wins = next(r for r in board.rows if r.label == row["label"]).win_rates[row["tab"]]
+        assert same(row["win_rate"], wins)
+    # the figure each group shows is in its row: the group's score, or the efficiency columns
+    robust = got[(got.tab == "robustness") & (got.label == "m2") & (got.task == "b")]
+    assert list(robust.metric) == ["acc_worst_robustness"] and list(robust.value) == [0.5]
+    eff = got[(got.tab == "efficiency") & (got.label == "m1") & (got.task == "a")]
+    assert list(eff.model_seconds) == [30.0] and list(eff.metric) == ["acc"]
+    assert not errors, errors
+
+
+def test_a_group_no_run_has_says_how_to_get_it(page):
+    tab, errors, *_ = page
+    tab.click("nav button[data-view=board]")
+    tab.click(".groups button[data-group=robustness]")
+    assert "--perturb robustness" in tab.inner_text("#group-robustness .empty-group")
+    tab.click(".groups button[data-group=accuracy]")
+    assert not errors, errors
+
+
+def test_the_comparison_page_is_titled_by_model_and_variant(tmp_path, real_run):
+    store = RunStore(tmp_path / "runs")
+    runs = [sample(i, "out", correct=i % 2 == 0) for i in range(6)]
+    write_run(real_run, store, "run-01", "alpha", {"a": 0.5}, samples=runs)
+    write_run(real_run, store, "run-02", "beta", {"a": 0.6}, shots=5, samples=runs)
+    write_run(real_run, store, "run-03", "beta", {"a": 0.7}, shots=5, samples=runs)
+    out = tmp_path / "compare.html"
+    done = harness("compare", "run-01", "run-02", "--runs", str(store.root), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    page_text = out.read_text()
+    assert "<title>alpha vs beta (5-shot)</title>" in page_text and "run-01" in page_text
+    done = harness("compare", "run-02", "run-03", "--runs", str(store.root), "--out", str(out))
+    assert "<title>beta (5-shot) · run-02 vs beta (5-shot) · run-03</title>" in out.read_text()

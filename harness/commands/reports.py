@@ -86,8 +86,8 @@ def leaderboard(runs_dir, out, title):
 )
 def compare(runs, runs_dir, out, md_out, alpha, exclude):
     """Compare runs: the first (A) against each other one, per task, with paired tests and flipped samples."""
-    from harness.reports.compare import compare_runs, comparison_markdown, render_comparison
-    from harness.store import find_run
+    from harness.reports.compare import compare_runs, comparison_markdown, render_comparison, run_titles
+    from harness.store import find_run, read_record
 
     if exclude:
         if out:
@@ -104,7 +104,10 @@ def compare(runs, runs_dir, out, md_out, alpha, exclude):
     else:
         click.echo(text)
     if out:
-        click.echo(f"comparison page: {render_comparison(names, comparisons, out, alpha)}", err=bool(not md_out))
+        titles = run_titles([read_record(d) for d in dirs])  # the page is titled by model and variant
+        click.echo(
+            f"comparison page: {render_comparison(names, comparisons, out, alpha, titles)}", err=bool(not md_out)
+        )
 
 
 def _compare_clean(runs, runs_dir, md_out, exclude) -> None:

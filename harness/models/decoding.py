@@ -211,6 +211,8 @@ class GenerationJob:
         else:
             generated = decoder.generate(ids, mask, cache, processors, self.until, settings)
         for i, tokens in zip(batch, generated):
+            # each request a row answers got these tokens (under data parallel: this process's batches only)
+            decoder.work.requests_read(0, len(tokens) * len(self.rows[i]))
             self.finish(i, tokens)
 
     def finish(self, i: int, tokens: list[int]) -> None:

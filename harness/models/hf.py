@@ -236,6 +236,7 @@ class HarnessLM(TemplateLM):
         self, requests, sink: ResultSink = NO_SINK, disable_tqdm: bool = False
     ) -> list[tuple[float, bool]]:
         """Score (context, continuation) token pairs, computing every shared prefix once (see prefix_plan)."""
+        self.work.requests_read(sum(min(len(ctx) + len(cont) - 1, self.max_length) for _, ctx, cont in requests))
         plan = ScoringPlan(requests, self.max_length, self._pack_limit())
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         pbar = self.parallel.progress(len(requests), disable_tqdm, "loglikelihood")
@@ -351,6 +352,7 @@ class HarnessLM(TemplateLM):
         groups: dict[int, list[int]] = defaultdict(list)  # by settings object: one per distinct generation_kwargs
         for i in todo:
             groups[id(plan[i][0])].append(i)
+        self.work.requests_read(sum(len(plan[i][1]) for i in todo))
         pbar = self.parallel.progress(len(todo), disable_tqdm, "generate_until")
         for members in groups.values():
             settings = plan[members[0]][0]

@@ -28,6 +28,9 @@ class WorkStats:
     requests_computed: int = 0
     max_batch_requests: int = 0
     truncated_requests: int = 0  # prompts longer than the context window, left-truncated as lm-eval does
+    # the computed requests' own tokens, whatever the runner shared between them (efficiency figures)
+    prompt_tokens: int = 0  # input tokens as the model reads them (after truncation)
+    generated_tokens: int = 0
 
     def forward_pass(self, tokens: int) -> None:
         """One more forward pass, computing `tokens` tokens that are not padding."""
@@ -47,6 +50,11 @@ class WorkStats:
 
     def truncated(self, requests: int) -> None:
         self.truncated_requests += requests
+
+    def requests_read(self, prompt_tokens: int, generated_tokens: int = 0) -> None:
+        """Computed requests' input tokens and the tokens generated for them (each request counted)."""
+        self.prompt_tokens += prompt_tokens
+        self.generated_tokens += generated_tokens
 
     def scored_for(self, seconds: float) -> None:
         self.loglikelihood_seconds += seconds
@@ -116,6 +124,9 @@ class RunnerReport:
     served: dict[str, Any] | None = None  # a served model: server, model name, fingerprint, endpoint check
     usage: TokenUsage | None = None  # a served model: tokens its answers billed
     latency: Latency | None = None  # a served model: request latency
+    # a served runner's latency of each computed request, in seconds, in the order they finished (the
+    # run so far): the engine takes each task's stretch of it for the percentiles in the record
+    latencies_s: tuple[float, ...] = ()
 
     def env_record(self) -> dict[str, Any]:
         """env.json's "runner" section."""

@@ -132,17 +132,31 @@ def md_cell(value: Any, limit: int = 120) -> str:
     return text
 
 
+def run_titles(records: list[RunRecord]) -> list[str]:
+    """What a page calls each run: its model and variant (`smollm2-135m (5-shot)`); runs that share
+    one get their run id beside it."""
+    labels = [r.label for r in records]
+    return [f"{label} · {r.run_id}" if labels.count(label) > 1 else label for label, r in zip(labels, records)]
+
+
 def render_comparison(
-    names: list[str], comparisons: list[list[TaskDelta]], out: str | Path, alpha: float = 0.05
+    names: list[str],
+    comparisons: list[list[TaskDelta]],
+    out: str | Path,
+    alpha: float = 0.05,
+    titles: list[str] | None = None,
 ) -> Path:
-    """The comparison as one self-contained HTML page."""
+    """The comparison as one self-contained HTML page, titled by `titles` (run_titles: model and
+    variant), else by `names`; the run ids stay in the page."""
     from harness.reports.html import render_page
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    titles = titles or names
     data = [
         {
-            "name": name,
+            "name": title,
+            "run": name,
             "tasks": [
                 {
                     "task": d.task,
@@ -161,13 +175,14 @@ def render_comparison(
                 for d in deltas
             ],
         }
-        for name, deltas in zip(names[1:], comparisons)
+        for name, title, deltas in zip(names[1:], titles[1:], comparisons)
     ]
     page = render_page(
         "compare.html.j2",
         ("report.css", "compare.js"),
-        title=f"{names[0]} vs {', '.join(names[1:])}",
-        reference=names[0],
+        title=f"{titles[0]} vs {', '.join(titles[1:])}",
+        reference=titles[0],
+        reference_run=names[0],
         data=data,
         alpha=alpha,
     )

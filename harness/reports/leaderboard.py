@@ -7,8 +7,11 @@ give the same cell, the latest wins. A column is a top-level task or group (a gr
 in the per-task view). Each cell holds its task's main metric (the first in the task's
 metric_list), its 95 % interval and the run behind it.
 
-Ranking follows HELM: the macro average over the columns a row has (0-1 metrics where higher is
-better), and the mean win rate (per column, the share of other rows a row beats, ties half).
+Besides accuracy (those main scores) a row has the other metric groups of HELM's tabs, each with
+its cells and its own ranking (harness.reports.holistic): calibration, robustness, fairness,
+efficiency. Ranking follows HELM: the mean win rate per group (per column, the share of other rows
+a row beats, ties half), and for accuracy the macro average over the columns a row has (0-1 metrics
+where higher is better). Rows are listed by accuracy's mean win rate.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ from typing import Any
 from harness.errors import UserError
 from harness.hashing import json_sha256
 from harness.record import RunRecord
+from harness.reports.holistic import (
+    GROUPS,
+    PERTURBATION_SETS,
+    Cell,
+    download_rows,
+    download_table,
+    mean_win_rates,
+    record_cells,
+)
 from harness.reports.html import script_json
 from harness.samples import sample_view
 from harness.store import RunStore, as_record
@@ -34,44 +46,39 @@ SAMPLES_PER_CHUNK = 2000  # samples of one cell are compressed in chunks the bro
 
 
 @dataclass
-class Cell:
-    value: float
-    metric: str
-    ci95: tuple[float, float] | None
-    stderr: float | None
-    n: int | None
-    run_id: str
-    created: str | None
-    contamination: Mapping[str, Any] | None = None  # the run's contamination report of the task, if any
-
-
-@dataclass
 class Row:
     key: str
     label: str
     model: str
     variant: dict[str, Any]
-    cells: dict[str, Cell] = field(default_factory=dict)
+    cells: dict[str, Cell] = field(default_factory=dict)  # accuracy: each task's main score
     macro_average: float | None = None
-    mean_win_rate: float | None = None
+    mean_win_rate: float | None = None  # in accuracy
+    groups: dict[str, dict[str, Cell]] = field(default_factory=dict)  # group -> task -> cell (see holistic)
+    win_rates: dict[str, float | None] = field(default_factory=dict)  # group -> mean win rate
 
 
 @dataclass
 class Leaderboard:
     rows: list[Row]
-    tasks: list[dict[str, Any]]  # name, metric, higher_is_better, members (a group's tasks)
+    tasks: list[dict[str, Any]]  # accuracy's columns: name, metric, higher_is_better, top_level, members
     runs: dict[str, dict[str, Any]]  # run id -> metadata shown behind each cell
+    groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # group -> its columns
+    downloads: list[dict[str, Any]] = field(default_factory=list)  # every cell as load_runs has it
 
 
 def build_leaderboard(runs: Iterable[RunRecord | str | os.PathLike]) -> Leaderboard:
     """Rows, columns and rankings from runs (records, or their folders; by run id, so later runs win a cell)."""
     rows: dict[str, Row] = {}
-    tasks: dict[str, dict[str, Any]] = {}
+    columns: dict[str, dict[str, dict[str, Any]]] = {g: {} for g in GROUPS}
     meta: dict[str, dict[str, Any]] = {}
+    records = {}
     for record in sorted((as_record(r) for r in runs), key=lambda r: r.run_id):
+        records[record.run_id] = record
         identity, variant = record.model, record.variant
         key = json_sha256({"model": identity.get("sha256") or identity.get("name"), "variant": variant})
         row = rows.setdefault(key, Row(key, record.label, identity.get("name") or "", variant))
+        row.groups = row.groups or {g: ({} if g != "accuracy" else row.cells) for g in GROUPS}
         env = record.env
         meta[record.run_id] = {
             "created": record.created,
@@ -82,60 +89,50 @@ def build_leaderboard(runs: Iterable[RunRecord | str | os.PathLike]) -> Leaderbo
             "libraries": env.get("libraries"),
             "device": env.get("device"),
         }
-        for task, cell, column in _cells(record):
-            row.cells[task] = cell
-            tasks.setdefault(task, column)
-    ordered = sorted(tasks.values(), key=lambda t: t["name"])
+        top_level = _top_level(record)
+        for group in GROUPS:
+            for task, cell in record_cells(record, group):
+                if group == "accuracy":
+                    cell.contamination = record.contamination.get(task)
+                row.groups[group][task] = cell
+                columns[group].setdefault(
+                    task,
+                    {
+                        "name": task,
+                        "metric": cell.metric,
+                        "higher_is_better": cell.higher_is_better,
+                        "top_level": top_level(task),
+                        "members": record.results.get("group_subtasks", {}).get(task, []),
+                    },
+                )
+    ordered = {g: sorted(columns[g].values(), key=lambda t: t["name"]) for g in GROUPS}
     _rank(list(rows.values()), ordered)
     board_rows = sorted(rows.values(), key=lambda r: (-(r.mean_win_rate or 0.0), r.label))
-    return Leaderboard(board_rows, ordered, meta)
+    board = Leaderboard(board_rows, ordered["accuracy"], meta, ordered)
+    board.downloads = download_rows(board, records)
+    return board
 
 
-def _cells(record: RunRecord):
-    """(column, cell, column description) for each top-level task or group of a run."""
-    # a member of a group with a score of its own is shown under it (per-task view); members of
-    # groups without one (demo) are columns themselves
+def _top_level(record: RunRecord):
+    """Whether a task is a column of its own: a member of a group with a score of its own is shown
+    under it (per-task view); members of groups without one (demo) are columns themselves."""
     scored = {name for name, t in record.tasks.items() if t.scores}
     group_subtasks = record.results.get("group_subtasks", {})
     subtasks = {t for group, members in group_subtasks.items() if group in scored for t in members}
-    for task, main in record.main_scores().items():
-        column = {
-            "name": task,
-            "metric": main.label,
-            "higher_is_better": main.higher_is_better,
-            "top_level": task not in subtasks,
-            "members": group_subtasks.get(task, []),
-        }
-        cell = Cell(main.value, main.label, main.ci95, main.stderr, main.n, record.run_id, record.created)
-        cell.contamination = record.contamination.get(task)
-        yield task, cell, column
+    return lambda task: task not in subtasks
 
 
-def _rank(rows: list[Row], tasks: list[dict[str, Any]]) -> None:
-    """Macro average (0-1 metrics where higher is better) and HELM's mean win rate, per row."""
-    wins: dict[str, list[float]] = {r.key: [] for r in rows}
-    for task in tasks:
-        have = [r for r in rows if task["name"] in r.cells]
-        if len(have) < 2:
-            continue
-        sign = 1.0 if task["higher_is_better"] else -1.0
-        for r in have:
-            mine = sign * r.cells[task["name"]].value
-            beaten = sum(
-                1.0
-                if mine > sign * o.cells[task["name"]].value
-                else 0.5
-                if mine == sign * o.cells[task["name"]].value
-                else 0.0
-                for o in have
-                if o is not r
-            )
-            wins[r.key].append(beaten / (len(have) - 1))
-    by_name = {t["name"]: t for t in tasks}
+def _rank(rows: list[Row], groups: dict[str, list[dict[str, Any]]]) -> None:
+    """Per group, HELM's mean win rate; for accuracy also the macro average (0-1 metrics where higher is better)."""
+    for group, tasks in groups.items():
+        rates = mean_win_rates({r.key: r.groups.get(group, {}) for r in rows}, [t["name"] for t in tasks])
+        for r in rows:
+            r.win_rates[group] = rates[r.key]
+    by_name = {t["name"]: t for t in groups["accuracy"]}
     for r in rows:
         bounded = [c.value for name, c in r.cells.items() if _averageable(c.value, by_name.get(name, {}))]
         r.macro_average = sum(bounded) / len(bounded) if bounded else None
-        r.mean_win_rate = sum(wins[r.key]) / len(wins[r.key]) if wins[r.key] else None
+        r.mean_win_rate = r.win_rates["accuracy"]
 
 
 def _averageable(value: float, task: dict[str, Any]) -> bool:
@@ -205,7 +202,9 @@ def render_leaderboard(
     data: dict[str, Any] = {
         "rows": [_row_data(r) for r in board.rows],
         "tasks": board.tasks,
+        "groups": board.groups,
         "runs": board.runs,
+        "downloads": download_table(board.downloads),
         "samples": None,
         "sample_files": None,
     }
@@ -221,6 +220,9 @@ def render_leaderboard(
         board=board,
         columns=columns,
         best=_best(board, columns),
+        groups={g: [t for t in board.groups.get(g, []) if t["top_level"]] for g in GROUPS},
+        group_best={g: _best(board, board.groups.get(g, []), g) for g in GROUPS},
+        perturbation_sets=PERTURBATION_SETS,
         fmt=_fmt,
         data=data,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -239,22 +241,29 @@ def _row_data(row: Row) -> dict[str, Any]:
         "variant": row.variant,
         "winrate": row.mean_win_rate,
         "macro": row.macro_average,
-        "cells": {
-            task: {"v": c.value, "ci": c.ci95, "se": c.stderr, "n": c.n, "run": c.run_id, "metric": c.metric}
-            | ({"contamination": dict(c.contamination)} if c.contamination else {})
-            for task, c in row.cells.items()
-        },
+        "cells": {task: _cell_data(c) for task, c in row.cells.items()},
+        "groups": {g: {task: _cell_data(c) for task, c in cells.items()} for g, cells in row.groups.items()},
+        "winrates": row.win_rates,
     }
 
 
-def _best(board: Leaderboard, columns: list[dict[str, Any]]) -> dict[str, str]:
-    """Per column, the key of the row with the best score."""
+def _cell_data(c: Cell) -> dict[str, Any]:
+    data: dict[str, Any] = {"v": c.value, "ci": c.ci95, "se": c.stderr, "n": c.n, "run": c.run_id, "metric": c.metric}
+    if c.extra is not None:
+        data["extra"] = dict(c.extra)
+    if c.contamination:
+        data["contamination"] = dict(c.contamination)
+    return data
+
+
+def _best(board: Leaderboard, columns: list[dict[str, Any]], group: str = "accuracy") -> dict[str, str]:
+    """Per column of a group, the key of the row with the best score."""
     best = {}
     for column in columns:
-        have = [r for r in board.rows if column["name"] in r.cells]
+        have = [r for r in board.rows if column["name"] in r.groups.get(group, {})]
         if have:
             pick = max if column["higher_is_better"] else min
-            best[column["name"]] = pick(have, key=lambda r: r.cells[column["name"]].value).key
+            best[column["name"]] = pick(have, key=lambda r: r.groups[group][column["name"]].value).key
     return best
 
 
