@@ -23,6 +23,7 @@ from harness.commands.options import (
     INCLUDE_PATH_OPTION,
     LIMIT_OPTION,
     NO_CACHE_OPTION,
+    PERTURB_OPTION,
     SEED_OPTION,
     output_option,
     quiet_lm_eval_unless_verbose,
@@ -141,6 +142,7 @@ for _module in (catalog, reports, ladder, finetune, index):
     help="A PEFT adapter folder (LoRA, IA3 ...; e.g. from `harness finetune`) applied to the model.",
 )
 @click.option("--merge-adapter", is_flag=True, help="Merge the adapter into the weights before evaluating.")
+@PERTURB_OPTION
 def run(
     model,
     tasks,
@@ -162,6 +164,7 @@ def run(
     num_processes,
     adapter=None,
     merge_adapter=False,
+    perturb=None,
 ):
     """Evaluate a model on tasks and store the run."""
     if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -187,6 +190,7 @@ def run(
         bootstrap_iters=bootstrap_iters,
         adapter=adapter,
         merge_adapter=merge_adapter,
+        perturb=perturb,
     )
     quiet_lm_eval_unless_verbose()
     stored = run_and_store(spec, output, use_cache=not no_cache)

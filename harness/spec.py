@@ -33,6 +33,7 @@ class RunSpec:
     compile: bool = False  # torch.compile the forward pass; speed only
     adapter: str | None = None  # a PEFT adapter folder; its identity (file hashes) enters the hash, not the path
     merge_adapter: bool = False  # merge it into the weights (rounding differs slightly from unmerged)
+    perturb: tuple[str, ...] = ()  # HELM perturbations of the input (harness.perturb): robustness, fairness, names
     # where things are read from; not part of the identity
     data_dir: str | None = None
     include_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -46,16 +47,26 @@ class RunSpec:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
         d["include_paths"] = list(self.include_paths)
+        d["perturb"] = list(self.perturb)
         d["seeds"] = self.seeds()
         return d
 
 
-def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[str, str]) -> str:
-    """Identity of a run: settings that change numbers, the model's weights, the tasks' configs."""
+def spec_hash(
+    spec: RunSpec,
+    model_identity: dict[str, Any],
+    task_hashes: dict[str, str],
+    perturbation: dict[str, Any] | None = None,
+) -> str:
+    """Identity of a run: settings that change numbers, the model's weights, the tasks' configs, and the
+    perturbations (harness.perturb.Plan.identity: parameters and word-list hashes)."""
     settings = spec.to_dict()
     # where things were read from, and what changes speed but not numbers, stay out
     for key in ("data_dir", "include_paths", "model", "tasks", "batch_size", "compile", "adapter", "merge_adapter"):
         settings.pop(key)
+    settings.pop("perturb")
+    if perturbation:  # only then: unperturbed runs keep their hashes
+        settings["perturbation"] = perturbation
     weights = {k: model_identity.get(k) for k in ("sha256", "hub_id", "revision", "dtype")}
     if model_identity.get("adapter"):  # only then: runs without an adapter keep their hashes
         weights["adapter"] = {k: model_identity["adapter"][k] for k in ("sha256", "merged")}
