@@ -103,10 +103,15 @@ def helm_outputs(python: str, shared_data: Path, texts: list[str], seed: int | N
         kind = next((k for k in WORD_FILES if name.startswith(k)), None)
         words = str(shared_data / FAIRNESS_DIR / WORD_FILES[kind]) if kind else ""
         specs[name] = [cls, {k: (words if v == WORDS else v) for k, v in args.items()}]
+    return helm_perturb(python, specs, texts, seed, tmp)
+
+
+def helm_perturb(python: str, specs: dict, texts: list[str], seed: int | None, tmp: Path, ids=None) -> dict:
+    """crfm-helm's perturbed texts per spec name, from its own interpreter (tests/helm/oracle.py)."""
     # HELM writes benchmark_output/ into the working directory: a temporary one
     done = subprocess.run(
         [python, str(ORACLE)],
-        input=json.dumps({"specs": specs, "texts": texts, "seed": seed}),
+        input=json.dumps({"specs": specs, "texts": texts, "seed": seed, "ids": ids}),
         capture_output=True,
         text=True,
         cwd=tmp,
