@@ -69,10 +69,13 @@ def add_worst_case(
                 scores[f"{worst},{filt}"] = aggregation([item for _, item in items])
                 higher[worst] = higher.get(metric, True)
     for group in groups.values():  # the group scores its members' worst cases as it scores their metrics
-        configs = list(getattr(group, "aggregate_metric_list", None) or [])
-        group.aggregate_metric_list = configs + [
-            dataclasses.replace(c, metric=worst_metric(c.metric, name)) for c in configs for name in sets
+        configs: list[Any] = [
+            c for c in getattr(group, "aggregate_metric_list", None) or [] if dataclasses.is_dataclass(c)
         ]
+        if configs:
+            group.aggregate_metric_list = list(group.aggregate_metric_list) + [
+                dataclasses.replace(c, metric=worst_metric(c.metric, name)) for c in configs for name in sets
+            ]
     return without
 
 
