@@ -129,3 +129,36 @@ def test_an_unknown_perturbation_is_one_line():
     done = harness("run", "--tasks", "sst2", "--perturb", "robustness,typo")
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "unknown perturbation 'typo'" in done.stderr
+
+
+class _Leaf:
+    task_name = "t"
+
+    def aggregation(self):
+        from lm_eval.api.metrics import f1_score, mean
+
+        return {"f1": f1_score, "loss": mean}
+
+
+def test_worst_case_of_pairs_and_of_lower_is_better_scores():
+    """f1's (gold, prediction) items: the wrong one is the worse; a lower-is-better score: the higher."""
+    from lm_eval.api.metrics import f1_score
+
+    from harness.scorers.worst_case import add_worst_case
+
+    clean = [(1, 1, 0.2), (0, 1, 0.9), (0, 0, 0.1)]  # gold, prediction, loss
+    perturbed = [(1, 0, 0.5), (0, 0, 0.3), (0, 0, 0.1)]
+
+    def rows(docs):
+        return [{"doc_id": i, "filter": "none", "f1": (g, p), "loss": x} for i, (g, p, x) in enumerate(docs)]
+
+    results = {"results": {"t": {"f1,none": 0.0, "loss,none": 0.0}}, "higher_is_better": {"t": {"loss": False}}}
+    samples = {"t": rows(clean)}
+    without = add_worst_case(results, samples, {"p": {"t": rows(perturbed)}}, {"robustness": ("p",)}, [_Leaf()])
+    assert without == {}
+    assert [r["f1_worst_robustness"] for r in samples["t"]] == [(1, 0), (0, 1), (0, 0)]
+    assert [r["loss_worst_robustness"] for r in samples["t"]] == [0.5, 0.9, 0.1]
+    scores = results["results"]["t"]
+    assert scores["f1_worst_robustness,none"] == f1_score([(1, 0), (0, 1), (0, 0)])
+    assert scores["loss_worst_robustness,none"] == pytest.approx(0.5)
+    assert results["higher_is_better"]["t"]["loss_worst_robustness"] is False
