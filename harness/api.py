@@ -72,6 +72,7 @@ def evaluate(
     timeout: float | None = None,
     max_retries: int | None = None,
     tokenizer: str | None = None,
+    perturb: str | Sequence[str] | None = None,
     output: str | os.PathLike = DEFAULT_OUTPUT,
     use_cache: bool = True,
     verbose: bool = False,
@@ -112,6 +113,7 @@ def evaluate(
         timeout=timeout,
         max_retries=max_retries,
         tokenizer=tokenizer,
+        perturb=perturb,
     )
     with contextlib.nullcontext() if verbose else libraries_quieted():
         stored = run_and_store(spec, output, use_cache=use_cache)
@@ -121,6 +123,7 @@ def evaluate(
 def make_spec(model: str, tasks: str | Sequence[str], **options: Any) -> RunSpec:
     """The run spec of `harness run`'s options (named as RunSpec's fields), read as the command reads
     them; the engine checks the rest (positive limit, shots, tasks that exist, ...)."""
+    from harness.perturb import parse_perturb
     from harness.spec import RunSpec, parse_batch_size, parse_gen_kwargs
 
     if not isinstance(model, str) or not model.strip():
@@ -143,6 +146,11 @@ def make_spec(model: str, tasks: str | Sequence[str], **options: Any) -> RunSpec
     for name in ("data_dir", "adapter"):
         if options.get(name) is not None:
             options[name] = str(options[name])
+    perturb = options.pop("perturb", None)
+    if isinstance(perturb, (list, tuple)) and all(isinstance(p, str) for p in perturb):
+        perturb = ",".join(perturb)
+    if perturb is not None and not isinstance(perturb, str):
+        raise BadOptionError(f"perturb {perturb!r}: expected names, comma-separated")
     return RunSpec(
         model=model,
         tasks=task_names(tasks),
@@ -150,6 +158,7 @@ def make_spec(model: str, tasks: str | Sequence[str], **options: Any) -> RunSpec
         batch_size=parse_batch_size(options.pop("batch_size", 8)),
         gen_kwargs=parse_gen_kwargs(gen_kwargs),
         include_paths=tuple(str(p) for p in options.pop("include_paths", ())),
+        perturb=parse_perturb(perturb),
         **options,
     )
 

@@ -23,6 +23,7 @@ from harness.commands.options import (
     INCLUDE_PATH_OPTION,
     LIMIT_OPTION,
     NO_CACHE_OPTION,
+    PERTURB_OPTION,
     SEED_OPTION,
     output_option,
     quiet_lm_eval_unless_verbose,
@@ -144,6 +145,7 @@ for _module in (catalog, reports, ladder, finetune, index, contamination):
 )
 @click.option("--merge-adapter", is_flag=True, help="Merge the adapter into the weights before evaluating.")
 @served_options
+@PERTURB_OPTION
 def run(
     model,
     tasks,
@@ -165,6 +167,7 @@ def run(
     num_processes,
     adapter=None,
     merge_adapter=False,
+    perturb=None,
     **served,
 ):
     """Evaluate a model on tasks and store the run (--model http://HOST:PORT/v1: a served model)."""
@@ -192,6 +195,7 @@ def run(
         adapter=adapter,
         merge_adapter=merge_adapter,
         **served,
+        perturb=perturb,
     )
     quiet_lm_eval_unless_verbose()
     stored = run_and_store(spec, output, use_cache=not no_cache)

@@ -23,9 +23,12 @@ from harness.models.parallel import distributed_state
 from harness.models.runner import Runner, refused_tasks
 from harness.models.served import is_served, open_served_runner, served_options
 from harness.paths import cache_dir
+from harness.perturb import plan_perturbations
+from harness.perturb.docs import PerturbHook
 from harness.provenance import collect_env, quiet_git_describe
 from harness.request_cache import RequestCache
 from harness.scorers.statistics import attach_statistics
+from harness.scorers.worst_case import add_worst_case, attach_perturbed
 from harness.spec import RunSpec, spec_hash
 from harness.tasks import build_task_manager, load_tasks, resolve_tasks
 
@@ -70,6 +73,7 @@ def run_evaluation(
     for name, why in selection.skipped.items():
         log.warning("skipping %s: %s", name, why)
     built = load_tasks(tm, selection.names)  # before the model: a missing dataset fails in seconds
+    plan = plan_perturbations(spec.perturb, data_dir) if spec.perturb else None  # so does a missing word list
     cache_path = default_cache_path() if request_cache == "default" else request_cache
     cache = RequestCache(cache_path) if cache_path else None  # so does a bad cache file
     if spec.adapter:
@@ -91,16 +95,30 @@ def run_evaluation(
     # repository" outside one; ask git quietly (our own commit is in env.json)
     with evaluator_git_hash(quiet_git_describe), TaskMeter(lm) as meter:  # each task's work measured apart
         results = _simple_evaluate(lm, built, tm, spec, seeds)
+        # each perturbation: the same tasks once more, on perturbed documents; requests a perturbation
+        # left as they were (and a clean run's, on a second run) come from the request cache
+        variants, perturbed_fields = {}, {}
+        for name, perturbation in (plan.members if plan else {}).items():
+            log.info("perturbation %s: evaluating the perturbed documents", name)
+            hook = PerturbHook(perturbation, plan.seed if plan else None)
+            ptm = build_task_manager(spec.include_paths, data_dir, hooks=(*task_hooks(), hook))
+            ptasks, _ = refused_tasks(lm, load_tasks(ptm, selection.names))  # the tasks the clean pass ran
+            perturbed = _simple_evaluate(lm, ptasks, ptm, spec, seeds)
+            variants[name] = (perturbed or {}).get("samples", {})
+            perturbed_fields[name] = hook.fields
     if results is None or (state is not None and not state.is_main_process):
         return None  # a non-main process of a data-parallel run: the main one stores the run
     samples = results.pop("samples", {})
+    no_worst_case = add_worst_case(results, samples, variants, plan.sets, built) if plan else {}
+    attach_perturbed(samples, variants)
     attach_statistics(results, samples, built, seed=seeds["numpy"], resamples=spec.bootstrap_iters)
     results.setdefault("config", {})["bootstrap_iters"] = spec.bootstrap_iters  # lm-eval recorded its 0
     tasks = task_records(results, samples)
     report = lm.report()
     for name, record in tasks.items():  # generation settings actually used, and who set each
         record["generation"] = generation_record(report.generation.get(name), spec.gen_kwargs)
-    run_hash = spec_hash(spec, identity, {name: t["config_sha256"] for name, t in tasks.items()})
+    task_hashes = {name: t["config_sha256"] for name, t in tasks.items()}
+    run_hash = spec_hash(spec, identity, task_hashes, plan.identity() if plan else None)
     results["harness"] = {
         "spec_sha256": run_hash,
         "model": identity,
@@ -108,6 +126,13 @@ def run_evaluation(
         "truncated_requests": report.work.truncated_requests,
         "max_length": report.max_length,
     }
+    if plan:
+        results["harness"]["perturbation"] = {
+            **plan.identity(),
+            "skipped": plan.skipped,
+            "fields": perturbed_fields,
+            "no_worst_case": no_worst_case,
+        }
     spec_record = {
         "spec_sha256": run_hash,
         "spec": spec.to_dict(),

@@ -88,6 +88,10 @@ class TaskRecord:
         """The first score of this metric (any filter)."""
         return next((s for s in self.scores if s.metric == metric), None)
 
+    def score_of(self, metric: str, filt: str) -> TaskScore | None:
+        """The score of this metric under this filter."""
+        return next((s for s in self.scores if s.metric == metric and s.filter == filt), None)
+
 
 def main_score(scores: Iterable[TaskScore]) -> TaskScore | None:
     """The main score of a task: its first (lm-eval keeps the task's metric_list order)."""

@@ -45,6 +45,7 @@ class RunSpec:
     max_concurrency: int | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    perturb: tuple[str, ...] = ()  # HELM perturbations of the input (harness.perturb): robustness, fairness, names
     # where things are read from; not part of the identity
     data_dir: str | None = None
     include_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -58,12 +59,19 @@ class RunSpec:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
         d["include_paths"] = list(self.include_paths)
+        d["perturb"] = list(self.perturb)
         d["seeds"] = self.seeds()
         return d
 
 
-def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[str, str]) -> str:
-    """Identity of a run: settings that change numbers, the model's weights, the tasks' configs."""
+def spec_hash(
+    spec: RunSpec,
+    model_identity: dict[str, Any],
+    task_hashes: dict[str, str],
+    perturbation: dict[str, Any] | None = None,
+) -> str:
+    """Identity of a run: settings that change numbers, the model's weights, the tasks' configs, and the
+    perturbations (harness.perturb.Plan.identity: parameters and word-list hashes)."""
     settings = spec.to_dict()
     # where things were read from, and what changes speed but not numbers, stay out
     for key in ("data_dir", "include_paths", "model", "tasks", "batch_size", "compile", "adapter", "merge_adapter"):
@@ -73,6 +81,9 @@ def spec_hash(spec: RunSpec, model_identity: dict[str, Any], task_hashes: dict[s
     for key in SERVED_NUMBERS:  # only when given: runs of local models keep their hashes
         if settings[key] is None:
             settings.pop(key)
+    settings.pop("perturb")
+    if perturbation:  # only then: unperturbed runs keep their hashes
+        settings["perturbation"] = perturbation
     weights = {k: model_identity.get(k) for k in ("sha256", "hub_id", "revision", "dtype")}
     if model_identity.get("adapter"):  # only then: runs without an adapter keep their hashes
         weights["adapter"] = {k: model_identity["adapter"][k] for k in ("sha256", "merged")}

@@ -63,6 +63,17 @@ def test_scorers_mirror_and_runners_import_nothing_above_them(package):
     assert offenders == []
 
 
+def test_the_perturbations_import_nothing_above_them_and_not_crfm_helm():
+    """harness.perturb is HELM's code ported, not imported: crfm-helm is only the tests' oracle."""
+    offenders = [
+        (name_of(p), module)
+        for p in rooms()
+        for module, _ in imports(p)
+        if under(module, ("helm",)) or (p.is_relative_to(HARNESS / "perturb") and under(module, ABOVE_THE_RUNNERS))
+    ]
+    assert offenders == []
+
+
 def test_nothing_imports_the_cli_but_its_entry_point():
     offenders = [
         (name_of(p), module)

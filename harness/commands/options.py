@@ -47,6 +47,12 @@ NO_CACHE_OPTION = click.option(
     help="Compute every request, neither reading nor writing the request cache "
     "($HARNESS_REQUEST_CACHE, default ~/.cache/harness/requests.sqlite).",
 )
+PERTURB_OPTION = click.option(
+    "--perturb",
+    default=None,
+    help="HELM perturbations of the input, comma-separated: robustness, fairness, or by name (mild_mix, "
+    "gender_pronouns, dialect, ...); stores each metric's worst case as METRIC_worst_NAME.",
+)
 MD_OUT_OPTION = click.option(
     "--md", "md_out", type=click.Path(dir_okay=False), default=None, help="Write the markdown here (default: print it)."
 )

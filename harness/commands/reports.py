@@ -11,6 +11,11 @@ from harness.commands.options import MD_OUT_OPTION, runs_option
 from harness.errors import UserError
 
 ALPHA = click.FloatRange(0, 1, min_open=True)
+METRIC_OPTION = click.option(
+    "--metric",
+    default=None,
+    help="Gate this metric instead of each task's main one, e.g. a worst case: acc_worst_robustness.",
+)
 
 
 @click.command()
@@ -155,7 +160,8 @@ def _compare_clean(runs, runs_dir, md_out, exclude) -> None:
     help="Append the markdown summary here. [env: GITHUB_STEP_SUMMARY]",
 )
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
-def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
+@METRIC_OPTION
+def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit, metric=None):
     """CI gate: exit 1 when a task's score drops beyond --max-drop, significantly, against the baseline."""
     from harness.reports.gate import check as run_check
     from harness.reports.gate import gate_junit, gate_markdown, load_baseline, parse_max_drops
@@ -163,7 +169,7 @@ def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
 
     default_drop, per_task = parse_max_drops(max_drops)
     base_path = Path(baseline)
-    base = load_baseline(base_path if base_path.exists() else find_run(baseline, runs_dir))
+    base = load_baseline(base_path if base_path.exists() else find_run(baseline, runs_dir), metric)
     cand_dir = find_run(candidate, runs_dir)
     result = run_check(cand_dir, base, default_drop, per_task, alpha)
     text = gate_markdown(result, cand_dir.name, str(baseline))
@@ -181,12 +187,13 @@ def check(candidate, baseline, runs_dir, max_drops, alpha, summary, junit):
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="The baseline JSON to write.")
 @runs_option
 @click.option("--summary-only", is_flag=True, help="Leave out per-document scores (then `check` cannot pair samples).")
-def baseline(run, out, runs_dir, summary_only):
+@METRIC_OPTION
+def baseline(run, out, runs_dir, summary_only, metric=None):
     """Write a run's scores as a small baseline JSON to commit for `harness check`."""
     from harness.reports.gate import write_baseline
     from harness.store import find_run
 
-    written = write_baseline(find_run(run, runs_dir), Path(out), with_samples=not summary_only)
+    written = write_baseline(find_run(run, runs_dir), Path(out), with_samples=not summary_only, metric=metric)
     click.echo(f"baseline of {len(written['tasks'])} tasks from {written['run_id']} -> {out}")
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.record import RunRecord, TaskScore, compare_scores, doc_order, scored_samples
+from harness.record import RunRecord, TaskRecord, TaskScore, compare_scores, doc_order, scored_samples
+from harness.scorers.keys import parse_worst, worst_metric
 from harness.scorers.paired import PairedTest
 from harness.store import as_record, find_run  # noqa: F401  find_run: where the CLI imports it from today
 
@@ -51,15 +52,40 @@ def compare_runs(
     common = [t for t in ra if t in rb and (ra[t].metric, ra[t].filter) == (rb[t].metric, rb[t].filter)]
     if not common:
         raise UserError(f"runs {a.run_id} and {b.run_id} share no task scored with the same metric")
-    return [_delta(ra[task], rb[task], a, b, seed) for task in sorted(common)]
+    deltas = []
+    for task in sorted(common):
+        deltas.append(_delta(ra[task], rb[task], a, b, seed))
+        deltas += [_delta(sa, sb, a, b, seed) for sa, sb in worst_case_pairs(a.tasks[task], b.tasks[task], ra[task])]
+    return deltas
+
+
+def worst_case_pairs(a: TaskRecord, b: TaskRecord, main: TaskScore) -> list[tuple[TaskScore, TaskScore]]:
+    """The main metric's worst case over each perturbation set either run scored (`acc_worst_robustness`),
+    A's against B's. A run that did not score a set stands in with its clean score: the worst case
+    over no perturbation is the original (HELM's worst over the original alone), so a clean run
+    against its perturbed run shows what the perturbations cost, paired per document."""
+    sets = [
+        p
+        for s in (*a.scores, *b.scores)
+        for base, p in [parse_worst(s.metric)]
+        if p is not None and base == main.metric and s.filter == main.filter
+    ]
+    pairs = []
+    for name in dict.fromkeys(sets):
+        worst = worst_metric(main.metric, name)
+        sa, sb = (r.score_of(worst, main.filter) or r.score_of(main.metric, main.filter) for r in (a, b))
+        if sa is not None and sb is not None:
+            pairs.append((sa, sb))
+    return pairs
 
 
 def _delta(sa: TaskScore, sb: TaskScore, a: RunRecord, b: RunRecord, seed: int) -> TaskDelta:
     rows_a, rows_b = scored_samples(a.samples(), sa), scored_samples(b.samples(), sb)
-    metric = sa.metric
+    ma, mb = sa.metric, sb.metric
     test = compare_scores(
-        sa, sb, {k: s.row[metric] for k, s in rows_a.items()}, {k: s.row[metric] for k, s in rows_b.items()}, seed=seed
+        sa, sb, {k: s.row[ma] for k, s in rows_a.items()}, {k: s.row[mb] for k, s in rows_b.items()}, seed=seed
     )
+    metric = ma if ma == mb else f"{ma} → {mb}"
     delta = TaskDelta(sa.task, metric, sa.filter, sa.higher_is_better, sa.value, sb.value, test)
     for key in sorted(set(rows_a) & set(rows_b), key=doc_order):
         view_a, view_b = rows_a[key].view, rows_b[key].view
@@ -69,10 +95,10 @@ def _delta(sa: TaskScore, sb: TaskScore, a: RunRecord, b: RunRecord, seed: int) 
             "target": view_a.target,
             "a_output": view_a.output,
             "b_output": view_b.output,
-            "a_score": rows_a[key].row[metric],
-            "b_score": rows_b[key].row[metric],
+            "a_score": rows_a[key].row[ma],
+            "b_score": rows_b[key].row[mb],
         }
-        if test.test == "mcnemar" and rows_a[key].row[metric] != rows_b[key].row[metric]:
+        if test.test == "mcnemar" and side["a_score"] != side["b_score"]:
             delta.flips.append(side)
         if view_a.output != view_b.output:
             delta.outputs.append(side)

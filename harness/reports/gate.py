@@ -73,24 +73,19 @@ def parse_max_drops(values) -> tuple[float, dict[str, float]]:
     return default, per_task
 
 
-def baseline_of(run: RunRecord | str | os.PathLike, with_samples: bool = True) -> dict[str, Any]:
-    """A run's scores as a baseline: per task its main metric, value, stderr and (optionally) per-doc scores."""
+def baseline_of(
+    run: RunRecord | str | os.PathLike, with_samples: bool = True, metric: str | None = None
+) -> dict[str, Any]:
+    """A run's scores as a baseline: per task its main metric (or `metric`, e.g. a worst-case score
+    `acc_worst_robustness`, under the main score's filter; tasks without it are left out), value,
+    stderr and (optionally) per-doc scores."""
     record = as_record(run)
     samples = record.samples() if with_samples else []
     tasks = {}
     for task, main in record.main_scores().items():
-        entry: dict[str, Any] = {
-            "metric": main.metric,
-            "filter": main.filter,
-            "value": main.value,
-            "stderr": main.stderr,
-            "higher_is_better": main.higher_is_better,
-            "n": main.n,
-        }
-        rows = scored_samples(samples, main)
-        if rows:
-            entry["scores"] = {key: row.row[main.metric] for key, row in sorted(rows.items())}
-        tasks[task] = entry
+        score = main if metric is None else record.tasks[task].score_of(metric, main.filter)
+        if score is not None:
+            tasks[task] = _entry(score, samples)
     return {
         "harness_baseline": BASELINE_FORMAT,
         "run_id": record.run_id,
@@ -98,6 +93,21 @@ def baseline_of(run: RunRecord | str | os.PathLike, with_samples: bool = True) -
         "model": {k: record.model.get(k) for k in ("name", "sha256", "dtype")},
         "tasks": tasks,
     }
+
+
+def _entry(score: TaskScore, samples: list) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "metric": score.metric,
+        "filter": score.filter,
+        "value": score.value,
+        "stderr": score.stderr,
+        "higher_is_better": score.higher_is_better,
+        "n": score.n,
+    }
+    rows = scored_samples(samples, score)
+    if rows:
+        entry["scores"] = {key: row.row[score.metric] for key, row in sorted(rows.items())}
+    return entry
 
 
 def _score(task: str, entry: dict[str, Any]) -> TaskScore:
@@ -115,18 +125,25 @@ def _score(task: str, entry: dict[str, Any]) -> TaskScore:
     )
 
 
-def write_baseline(run: RunRecord | str | os.PathLike, out: Path, with_samples: bool = True) -> dict[str, Any]:
+def write_baseline(
+    run: RunRecord | str | os.PathLike, out: Path, with_samples: bool = True, metric: str | None = None
+) -> dict[str, Any]:
     """Write baseline_of(run) as the JSON a user commits for `harness check`."""
-    baseline = baseline_of(run, with_samples)
+    baseline = baseline_of(run, with_samples, metric)
+    if metric and not baseline["tasks"]:
+        raise UserError(f"run {baseline['run_id']} has no task scored with {metric}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return baseline
 
 
-def load_baseline(ref: Path) -> dict[str, Any]:
-    """A baseline JSON file, or a run folder read as one (in memory)."""
+def load_baseline(ref: Path, metric: str | None = None) -> dict[str, Any]:
+    """A baseline JSON file, or a run folder read as one (in memory; on `metric` if given)."""
     if ref.is_dir():
-        return baseline_of(ref)
+        baseline = baseline_of(ref, metric=metric)
+        if metric and not baseline["tasks"]:
+            raise UserError(f"baseline run {ref.name} has no task scored with {metric}")
+        return baseline
     try:
         baseline = json.loads(ref.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -135,6 +152,12 @@ def load_baseline(ref: Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(baseline, dict) or baseline.get("harness_baseline") != BASELINE_FORMAT:
         raise UserError(f"baseline {ref} is not a harness baseline (write one with `harness baseline RUN --out FILE`)")
+    if metric:
+        baseline = {**baseline, "tasks": {t: e for t, e in baseline["tasks"].items() if e.get("metric") == metric}}
+        if not baseline["tasks"]:
+            raise UserError(
+                f"baseline {ref} holds no task scored with {metric} (`harness baseline RUN --metric {metric}`)"
+            )
     return baseline
 
 
@@ -147,16 +170,21 @@ def check(
     seed: int = 1234,
 ) -> GateResult:
     """Verdict per baseline task present in the candidate."""
-    candidate = baseline_of(candidate_run)
+    record = as_record(candidate_run)
+    samples = record.samples()
     unknown = sorted(set(task_max_drop) - set(baseline["tasks"]))
     if unknown:
         raise UserError(f"--max-drop names tasks the baseline does not have: {', '.join(unknown)}")
     verdicts, missing = [], []
     for task, base in sorted(baseline["tasks"].items()):
-        cand = candidate["tasks"].get(task)
-        if cand is None or cand["metric"] != base["metric"]:
+        # the candidate is scored on the baseline's metric (its main one, or e.g. a worst case)
+        score = (
+            record.tasks[task].score_of(base["metric"], base.get("filter", "none")) if task in record.tasks else None
+        )
+        if score is None:
             missing.append(task)
             continue
+        cand = _entry(score, samples)
         # documents in key order (a baseline file's order), not doc_order: the bootstrap draws depend on it
         test = compare_scores(
             _score(task, base),

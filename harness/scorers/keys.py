@@ -23,3 +23,17 @@ def split_key(key: str) -> tuple[str, str]:
 def stderr_key(metric: str, filt: str) -> str:
     """lm-eval's key of a score's standard error."""
     return f"{metric}_stderr,{filt}"
+
+
+WORST = "_worst_"
+
+
+def worst_metric(metric: str, perturbation: str) -> str:
+    """The worst-case metric of `metric` over perturbation set `perturbation`: `acc_worst_robustness`."""
+    return f"{metric}{WORST}{perturbation}"
+
+
+def parse_worst(metric: str) -> tuple[str, str | None]:
+    """`acc_worst_robustness` -> ("acc", "robustness"); a plain metric -> (metric, None)."""
+    base, sep, perturbation = metric.partition(WORST)
+    return (base, perturbation) if sep and base and perturbation else (metric, None)

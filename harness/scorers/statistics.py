@@ -27,7 +27,7 @@ from lm_eval.api import metrics as lm_metrics
 from harness.scorers.bleu import sentence_bleu
 from harness.scorers.bootstrap import Estimate, bootstrap_statistic, normal_interval
 from harness.scorers.calibration import choice_confidence, ece_from_sums, ece_rows
-from harness.scorers.keys import is_score, split_key, stderr_key
+from harness.scorers.keys import is_score, parse_worst, split_key, stderr_key
 from harness.scorers.metrics import METRICS, Resampling, describe_metric, stderr_method
 from harness.scorers.signature import format_signature
 
@@ -40,7 +40,7 @@ def attach_statistics(
     results: dict[str, Any], samples: dict[str, list[dict]], tasks: Iterable[Any], *, seed: int, resamples: int
 ) -> None:
     """Fill in stderr, ci95, signatures, ECE and sentence BLEU (see the module docstring); in place."""
-    leaves, groups = _flatten(tasks)
+    leaves, groups = flatten_tasks(tasks)
     annotator = _Annotator(results, seed, resamples)
     for name, task in leaves.items():
         if name in annotator.scores:
@@ -79,15 +79,18 @@ class _Annotator:
         for key in [k for k, v in self.scores[name].items() if is_score(k, v)]:
             metric, filt = split_key(key)
             items = [row[metric] for row in by_filter.get(filt, []) if metric in row]
-            aggregation = aggregations.get(metric, lm_metrics.mean)  # lm-eval's fallback is mean too
-            options, libraries = describe_metric(metric, aggregation, _metric_config(config, metric))
+            base, worst_of = parse_worst(metric)  # a worst-case score is its metric's, over other items
+            aggregation = aggregations.get(base, lm_metrics.mean)  # lm-eval's fallback is mean too
+            options, libraries = describe_metric(base, aggregation, _metric_config(config, base))
             try:
                 estimate, options, libraries = estimate_score(
-                    metric, aggregation, items, _metric_config(config, metric), seed=self.seed, resamples=self.resamples
+                    base, aggregation, items, _metric_config(config, base), seed=self.seed, resamples=self.resamples
                 )
             except Exception as exc:  # per-sample items we cannot read must not cost the finished run
                 log.warning("%s %s: no stderr or interval (%s: %s)", name, key, type(exc).__name__, exc)
                 estimate = None
+            if worst_of is not None:
+                options = {**options, "worst_case": worst_of}
             self.record(name, key, estimate, options, libraries)
         if getattr(task, "OUTPUT_TYPE", config.get("output_type")) == "multiple_choice":
             for filt, filter_rows in by_filter.items():
@@ -196,7 +199,7 @@ def _metric_config(config: dict, metric: str) -> dict:
     return {}
 
 
-def _flatten(tasks: Iterable[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def flatten_tasks(tasks: Iterable[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Leaf tasks and groups (every level) of lm-eval's built Task/Group objects, by name."""
     from lm_eval.api.group import Group
 
