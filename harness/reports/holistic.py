@@ -20,18 +20,12 @@ from typing import Any
 
 from harness.efficiency import EFFICIENCY_COLUMNS
 from harness.record import FRAME_COLUMNS, RunRecord, TaskRecord, TaskScore, scores_frame
+from harness.scorers.keys import worst_metric
 
 GROUPS = ("accuracy", "calibration", "robustness", "fairness", "efficiency")
 PERTURBATION_SETS = {"robustness": "robustness", "fairness": "fairness"}  # group -> perturbation set
 EFFICIENCY_LABEL = "s / 1k docs"
 DOWNLOAD_COLUMNS = ("tab", "win_rate", *FRAME_COLUMNS, *EFFICIENCY_COLUMNS)
-
-
-def worst_case_metric(metric: str, perturbation_set: str) -> str:
-    """The name under which a run stores the worst case of `metric` over a perturbation set
-    (`acc` -> `acc_worst_robustness`). The one place that knows the naming: point it at
-    harness.scorers.keys once that room names worst-case keys."""
-    return f"{metric}_worst_{perturbation_set}"
 
 
 @dataclass
@@ -59,7 +53,7 @@ def group_score(group: str, task: TaskRecord) -> TaskScore | None:
     if group == "calibration":
         return next((s for s in task.scores if s.metric == "ece" and s.filter == main.filter), task.score("ece"))
     if group in PERTURBATION_SETS:
-        name = worst_case_metric(main.metric, PERTURBATION_SETS[group])
+        name = worst_metric(main.metric, PERTURBATION_SETS[group])
         return next((s for s in task.scores if s.metric == name and s.filter == main.filter), None)
     return None
 

@@ -111,6 +111,7 @@ class ServedLM(TemplateLM):
             served=self.served_record(),
             usage=replace(self.client.meter.usage),
             latency=self.client.meter.latency(),
+            latencies_s=tuple(self.client.meter.seconds),
         )
 
     # ---------------------------------------------------------------- lm-eval's LM face
