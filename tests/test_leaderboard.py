@@ -30,7 +30,9 @@ def real_run(tmp_path_factory, smollm2_weights):
     """A real run's record: the schema the fabricated runs below copy, so that they cannot drift from
     what harness writes."""
     root = tmp_path_factory.mktemp("real")
-    out = harness("run", "--tasks", "demo_capitals", "--limit", "4", "--output", str(root))
+    # computed (--no-cache): a run replayed from the session's request cache has no model time, and
+    # the efficiency figures copied from it would be empty
+    out = harness("run", "--tasks", "demo_capitals", "--limit", "4", "--no-cache", "--output", str(root))
     assert out.returncode == 0, out.stderr[-2000:]
     (run_dir,) = RunStore(root).runs()
     return RunStore(root).load(run_dir)
