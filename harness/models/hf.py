@@ -213,7 +213,8 @@ class HarnessLM(TemplateLM):
         request cache lacks; with no cache, for all of them. Under data parallel the main process's
         view of the cache is every process's, so all plan the same batches."""
         cache = self.request_cache
-        if cache is None:
+        if cache is None:  # --no-cache: every request is computed, and counted so
+            self.work.looked_up(0, len(key_parts))
             return compute(list(range(len(key_parts))), NO_SINK)
         keys = [cache.key(*parts) for parts in key_parts]
         hits = self.parallel.from_main(cache.lookup(keys) if self.parallel.main else None)
