@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.models.runner import Runner, RunnerReport
+from harness.models.runner import Latency, Runner, RunnerReport
 
 METERED = ("loglikelihood", "loglikelihood_rolling", "generate_until")
 
@@ -50,13 +50,10 @@ class TaskWork:
         self.latencies_s += after.latencies_s[len(before.latencies_s) :]
 
     def latency_percentiles(self) -> tuple[float | None, float | None]:
-        """p50 and p95 of the requests' latencies (numpy's linear interpolation); none measured: None."""
-        if not self.latencies_s:
-            return None, None
-        import numpy as np
-
-        p50, p95 = np.percentile(np.asarray(self.latencies_s, dtype=np.float64), [50, 95])
-        return float(p50), float(p95)
+        """p50 and p95 of the requests' latencies, as env.json's run-wide `Latency` takes them (nearest
+        rank); none measured: None."""
+        latency = Latency.of(self.latencies_s)
+        return (latency.p50_s, latency.p95_s) if latency is not None else (None, None)
 
 
 def _usage_delta(before: RunnerReport, after: RunnerReport) -> tuple[int, int] | None:
