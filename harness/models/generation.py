@@ -154,20 +154,32 @@ class GenerationSettings:
     def logits_processors(self, prompt_len: int, row_seeds: list[int] | None) -> LogitsProcessorList:
         """Penalties over the tokens after `prompt_len`, then (sampling) warpers and the seeded draw."""
         processors = LogitsProcessorList()
-        if self.frequency_penalty or self.presence_penalty:
+        if self.penalised:
             processors.append(OpenAIPenaltyLogitsProcessor(prompt_len, self.frequency_penalty, self.presence_penalty))
         if self.do_sample:
-            # transformers' own warpers, in the order and on the conditions model.generate applies them
-            if self.temperature is not None and self.temperature != 1.0:  # never None when sampling
-                processors.append(TemperatureLogitsWarper(self.temperature))
-            if self.top_k:
-                processors.append(TopKLogitsWarper(self.top_k))
-            if self.top_p is not None and self.top_p < 1.0:
-                processors.append(TopPLogitsWarper(self.top_p))
-            if self.min_p is not None:
-                processors.append(MinPLogitsWarper(self.min_p))
+            processors.extend(self.warpers())
             processors.append(SeededSamplingLogitsProcessor(row_seeds or []))
         return processors
+
+    @property
+    def penalised(self) -> bool:
+        return bool(self.frequency_penalty or self.presence_penalty)
+
+    def warpers(self) -> LogitsProcessorList:
+        """transformers' own sampling warpers, in the order and on the conditions model.generate applies
+        them (none under greedy decoding); they read the scores only, never the tokens so far."""
+        warpers = LogitsProcessorList()
+        if not self.do_sample:
+            return warpers
+        if self.temperature is not None and self.temperature != 1.0:  # never None when sampling
+            warpers.append(TemperatureLogitsWarper(self.temperature))
+        if self.top_k:
+            warpers.append(TopKLogitsWarper(self.top_k))
+        if self.top_p is not None and self.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(self.top_p))
+        if self.min_p is not None:
+            warpers.append(MinPLogitsWarper(self.min_p))
+        return warpers
 
     def row_seed(self, task: str | None, prompt: tuple[int, ...], repeat: int) -> int:
         """The noise seed of one request: its seed, task, prompt tokens and which repeat it is."""
@@ -270,11 +282,19 @@ class OpenAIPenaltyLogitsProcessor(LogitsProcessor):
         self.presence_penalty = presence_penalty
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
-        generated = input_ids[:, self.prompt_len :]
-        if generated.shape[1] == 0:
-            return scores
-        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
-        return scores - self.frequency_penalty * counts - self.presence_penalty * (counts > 0).to(scores.dtype)
+        return penalise(scores, input_ids[:, self.prompt_len :], None, self.frequency_penalty, self.presence_penalty)
+
+
+def penalise(
+    scores: torch.Tensor, generated: torch.Tensor, valid: torch.Tensor | None, frequency: float, presence: float
+) -> torch.Tensor:
+    """OpenAI's formula, scores[r, j] -= frequency * count + presence * (count > 0), counting token j in
+    row r of `generated` (rows, tokens) where `valid` (the same shape, or None: everywhere) is true."""
+    if generated.shape[1] == 0:
+        return scores
+    ones = torch.ones_like(generated, dtype=scores.dtype) if valid is None else valid.to(scores.dtype)
+    counts = torch.zeros_like(scores).scatter_add_(1, generated, ones)
+    return scores - frequency * counts - presence * (counts > 0).to(scores.dtype)
 
 
 class SeededSamplingLogitsProcessor(LogitsProcessor):
@@ -295,14 +315,23 @@ class SeededSamplingLogitsProcessor(LogitsProcessor):
         if self.generators is None:
             if len(self.row_seeds) != scores.shape[0]:
                 raise ValueError(f"{len(self.row_seeds)} row seeds for {scores.shape[0]} rows")
-            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.row_seeds]
-        # one draw per row per step, whatever the batch: row r's t-th token always uses its t-th draw
-        # float64: float32 draws come from 24-bit uniforms, which cut the Gumbel tail off near 16 and
-        # make near-ties coarse; the clamp keeps log() finite whatever the backend's kernel returns
-        noise = torch.stack(
-            [
-                torch.empty(scores.shape[1], device=scores.device, dtype=torch.float64).exponential_(generator=g)
-                for g in self.generators
-            ]
-        )
-        return scores.double() - noise.clamp_min(torch.finfo(torch.float64).tiny).log()
+            self.generators = [row_generator(s, scores.device) for s in self.row_seeds]
+        return gumbel_perturbed(scores, self.generators)
+
+
+def row_generator(seed: int, device: Any) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def gumbel_perturbed(scores: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """scores (rows, vocab) plus Gumbel noise, row r's from generators[r]: their argmax is a draw."""
+    # one draw per row per step, whatever the batch: row r's t-th token always uses its t-th draw
+    # float64: float32 draws come from 24-bit uniforms, which cut the Gumbel tail off near 16 and
+    # make near-ties coarse; the clamp keeps log() finite whatever the backend's kernel returns
+    noise = torch.stack(
+        [
+            torch.empty(scores.shape[1], device=scores.device, dtype=torch.float64).exponential_(generator=g)
+            for g in generators
+        ]
+    )
+    return scores.double() - noise.clamp_min(torch.finfo(torch.float64).tiny).log()
