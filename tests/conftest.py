@@ -45,6 +45,14 @@ def harness_lm(smollm2_weights):
 
 
 @pytest.fixture(scope="session")
+def gemma_lm():
+    """Gemma 3 270M (sliding-window layers), float32 on the CPU."""
+    from harness.models.hf import HarnessLM
+
+    return HarnessLM("gemma3-270m", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def reference_lm(smollm2_weights):
     """lm-eval 0.4.13's own hf backend on the very same weights: the reference for every number."""
     from lm_eval.models.huggingface import HFLM

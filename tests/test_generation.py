@@ -146,7 +146,7 @@ def test_sampling_depends_on_the_seed_only_not_on_the_batch(harness_lm):
     first = harness_lm.generate_until(requests({**sampled, "seed": 11}, prompts), disable_tqdm=True)
     again = harness_lm.generate_until(requests({**sampled, "seed": 11}, prompts), disable_tqdm=True)
     other = harness_lm.generate_until(requests({**sampled, "seed": 12}, prompts), disable_tqdm=True)
-    one_by_one = HarnessLM(loaded=harness_lm.loaded, batch_size=1).generate_until(
+    one_by_one = HarnessLM(loaded=harness_lm.loaded, gen_batch_size=1).generate_until(
         requests({**sampled, "seed": 11}, prompts), disable_tqdm=True
     )
     greedy = harness_lm.generate_until(requests({"until": [], "max_gen_toks": 24}, prompts), disable_tqdm=True)
@@ -314,3 +314,71 @@ def test_bad_value_in_a_task_yaml_is_a_user_error_naming_the_task(harness_lm):
 
     with pytest.raises(UserError, match="task 'gen_test' generation_kwargs: presence_penalty must be"):
         harness_lm.generate_until(requests({"until": [], "presence_penalty": 3}), disable_tqdm=True)
+
+
+# ------------------------------------------------------------------ continuous batching
+def reference_generate(lm, prompt: str, until: list[str], max_new: int) -> list[int]:
+    """transformers' model.generate on one prompt alone (no padding, no cache tricks), lm-eval's stop
+    criteria: the tokens up to and including the one that completes a stop string."""
+    from lm_eval.models.utils_hf import stop_sequences_criteria
+
+    ids = torch.tensor([lm.tok_encode(prompt)])
+    out = lm.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new,
+        do_sample=False,
+        stopping_criteria=stop_sequences_criteria(lm.tokenizer, until, ids.shape[1], 1),
+        pad_token_id=lm.tokenizer.pad_token_id,
+    )
+    return out[0, ids.shape[1] :].tolist()
+
+
+def continuous_case(lm, prompts: list[str], until: list[str], max_new: int, slots: int):
+    """(our texts and work figures at `slots` rows, each prompt's reference tokens)."""
+    from lm_eval.models.utils import postprocess_generated_text
+
+    from harness.models.hf import HarnessLM
+
+    ours_lm = HarnessLM(loaded=lm.loaded, gen_batch_size=slots)
+    ours = ours_lm.generate_until(requests({"until": until, "max_gen_toks": max_new}, prompts), disable_tqdm=True)
+    refs = [reference_generate(lm, p, until, max_new) for p in prompts]
+    eos = lm.tok_decode(lm.eot_token_id, skip_special_tokens=False)
+    expected = [postprocess_generated_text(lm.tok_decode(t), until + [eos], None) for t in refs]
+    return ours, expected, refs, ours_lm.report().work
+
+
+@pytest.mark.model
+def test_continuous_batching_refills_freed_rows_and_equals_generate_alone(harness_lm):
+    # a shared preamble (computed once), prompts of different lengths, answers that end at different
+    # steps; 3 rows for 7 prompts: finished rows are refilled from the queue
+    preamble = "Answer each question in one short line, then stop.\n\n" * 3
+    questions = [
+        "Q: What is 2 + 2?\nA:",
+        "Q: Name a large animal that lives in Africa and eats grass all day long.\nA:",
+        "Q: What is the capital of France?\nA:",
+        "Q: Tell me a long story about a dragon.\nA:",
+        "Q: Which colour is the sky on a clear day?\nA:",
+        "Q: Why do birds sing in the morning?\nA:",
+        "Q: Count from one to ten.\nA:",
+    ]
+    prompts = [preamble + q for q in questions]
+    ours, expected, refs, work = continuous_case(harness_lm, prompts, ["\n"], 24, slots=3)
+    assert ours == expected
+    lengths = [len(t) for t in refs]
+    assert len(set(lengths)) > 2, lengths
+    assert work.max_batch_requests == 3  # never more rows than slots
+    # each request decoded one step per token after its first, none after it finished
+    assert work.decode_row_steps == sum(n - 1 for n in lengths)
+
+
+@pytest.mark.model
+def test_continuous_batching_keeps_gemma_sliding_windows(gemma_lm):
+    # Gemma 3's local layers see the last 512 positions only: prompts longer than that, after a
+    # shared preamble, must decode as model.generate decodes each alone
+    window = gemma_lm.model.config.sliding_window
+    preamble = " ".join(f"Fact {i}: the number {i} follows {i - 1}." for i in range(1, 80)) + "\n\n"
+    prompts = [preamble + "Q: Which number follows 41?\nA:", preamble + "Q: Say hello.\nA:"]
+    assert min(len(gemma_lm.tok_encode(p)) for p in prompts) > window
+    ours, expected, _, _ = continuous_case(gemma_lm, prompts, ["\n"], 12, slots=2)
+    assert ours == expected

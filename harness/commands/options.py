@@ -39,7 +39,7 @@ BATCH_SIZE_OPTION = click.option(
     "-b",
     default="8",
     show_default=True,
-    help="Rows per forward pass, or 'auto': the most that fit in memory (halved on out-of-memory).",
+    help="Rows per scoring pass, or 'auto': the most that fit in memory (halved on out-of-memory); generation sizes its own by memory.",
 )
 NO_CACHE_OPTION = click.option(
     "--no-cache",

@@ -41,14 +41,20 @@ def blocked_sdpa(
     scaling: float | None = None,
     is_causal: bool | None = None,
     shared_prefix: list | None = None,
+    slots: Any = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-function signature: query (batch, heads, q, dim), key/value (batch,
     kv heads, cached + q, dim), the 4D mask (or None: plain causal); returns (batch, q, heads, dim).
     With shared_prefix (per layer: the prefix's keys and values, batch of one), key/value hold the
-    new columns only (see SharedPrefixLayer) and the mask spans prefix + new columns."""
+    new columns only (see SharedPrefixLayer) and the mask spans prefix + new columns. With `slots`
+    (continuous batching), slot_attention computes it (see slots.py)."""
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
+    if slots is not None:  # continuous batching (see slots.py): the slots hold the keys and values
+        from harness.models.slots import slot_attention
+
+        return slot_attention(module, query, key, value, slots, scaling, kwargs.get("sliding_window")), None
     if shared_prefix is not None:
         prefix_key, prefix_value = shared_prefix[int(module.layer_idx)]  # type: ignore[arg-type]
         if _cascade_applies(module, prefix_key.shape[2], attention_mask, dropout, is_causal, kwargs):

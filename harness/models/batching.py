@@ -30,7 +30,7 @@ MAX_PAD_FRACTION = 0.1
 FULL_PAD_FRACTION = 0.025
 
 
-def parse_batch_size(value: int | str | None, default: int = DEFAULT_BATCH_SIZE) -> int | str:
+def parse_batch_size(value: int | str | None, default: int | str = DEFAULT_BATCH_SIZE) -> int | str:
     """`--batch-size` (or lm-eval's batch_size model argument): a positive integer or `auto`
     (lm-eval's `auto:N` is `auto`); None or empty: the default."""
     if value is None or str(value).strip() == "":

@@ -29,6 +29,7 @@ from harness.lm_eval_compat import configure_pad_token, has_bos_prefix, resolve_
 from harness.models.attention import use_blocked_attention
 from harness.models.batching import DEFAULT_BATCH_SIZE, Batcher, parse_batch_size
 from harness.models.catalog import LoadedModel, load_model
+from harness.models.continuous import ContinuousDecoder, continuous_applies
 from harness.models.decoding import Decoder, GenerationJob
 from harness.models.generation import DEFAULT_SEED, GenerationSettings, resolve_generation
 from harness.models.kv_cache import KVCaches, PrefixCaches
@@ -58,6 +59,7 @@ class HarnessLM(TemplateLM):
         *,
         loaded: LoadedModel | None = None,
         batch_size: int | str | None = DEFAULT_BATCH_SIZE,
+        gen_batch_size: int | str | None = "auto",
         device: str | None = None,
         dtype: str | None = None,
         max_length: int | None = None,
@@ -95,6 +97,8 @@ class HarnessLM(TemplateLM):
         self.pack_max_tokens = int(pack_max_tokens)  # 0: never pack, every shared prefix gets a cached pass
         self.work = WorkStats()
         self.kv = KVCaches(self.model, self.work)
+        # generation sizes its batches by memory (continuous.py) unless told a number
+        self.gen_batch_size = parse_batch_size(gen_batch_size, default="auto")
         self.batcher = Batcher(self.model, parse_batch_size(batch_size), self.parallel, self.work, memory_budget)
         self.scorer = Scorer(self.model, self.tokenizer, self.kv, self.work, on_scoring_pass)
         self.decoder = Decoder(self.model, self.tokenizer, self.kv, self.work)
@@ -350,9 +354,10 @@ class HarnessLM(TemplateLM):
     ) -> list[str]:
         """Generations for requests[i], i in todo (plan[i]: settings, prompt tokens, noise seed or None)."""
         results: dict[int, str] = {}
-        groups: dict[int, list[int]] = defaultdict(list)  # by settings object: one per distinct generation_kwargs
+        # by settings object (one per distinct generation_kwargs) and task: a task's prompts share its preamble
+        groups: dict[tuple, list[int]] = defaultdict(list)
         for i in todo:
-            groups[id(plan[i][0])].append(i)
+            groups[(id(plan[i][0]), requests[i].task_name)].append(i)
         self.work.requests_read(sum(len(plan[i][1]) for i in todo))
         pbar = self.parallel.progress(len(todo), disable_tqdm, "generate_until")
         for members in groups.values():
@@ -381,6 +386,15 @@ class HarnessLM(TemplateLM):
                 sink,
                 pbar,
             )
-            self.batcher.run(job.order, job, pbar, sink)
+            if self._continuous(settings):
+                decoder = ContinuousDecoder(self.model, self.tokenizer, self.work)
+                decoder.run_job(job, self.gen_batch_size, self.batcher.memory_budget, sink)
+            else:
+                self.batcher.run(job.order, job, pbar, sink)
         pbar.close()
         return self.parallel.gather([results.get(i) for i in todo])
+
+    def _continuous(self, settings: GenerationSettings) -> bool:
+        """Continuous batching (continuous.py) runs the group unless the settings need model.generate,
+        the model an attention it does not reproduce, or data parallel plans slices across processes."""
+        return self.parallel.size == 1 and self.decoder.own_decoder_applies(settings) and continuous_applies(self.model)
