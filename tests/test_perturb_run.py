@@ -102,6 +102,14 @@ def test_compare_pairs_the_clean_run_with_the_worst_case(runs):
         assert d.test.n == LIMIT and d.test.test == "mcnemar"
         assert d.delta == pytest.approx(perturbed.tasks[task].score_of("acc_worst_robustness", "none").value - d.a)
         assert deltas[(task, "acc")].delta == 0
+        # a flip's B output is the perturbed pass's answer (the choice of highest log-likelihood), named
+        docs = {row["doc_id"]: row for row in rows(perturbed, task)}
+        flipped = {doc for doc, row in docs.items() if row["acc"] != row["acc_worst_robustness"]}
+        assert {f["id"] for f in d.flips} == flipped
+        for f in d.flips:
+            row = docs[f["id"]]
+            resps = [r[0] for r in row["perturbed"]["mild_mix"]["filtered_resps"]]
+            assert f["b_output"] == f"{row['arguments'][resps.index(max(resps))][1]} [mild_mix]"
 
 
 def test_check_gates_a_worst_case_metric(runs):
