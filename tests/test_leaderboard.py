@@ -4,6 +4,7 @@ browser, hostile model output rendered as inert text, no console errors)."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import math
 
@@ -388,6 +389,51 @@ def test_the_downloads_round_trip_with_load_runs(holistic_page, holistic_store, 
     assert list(robust.metric) == ["acc_worst_robustness"] and list(robust.value) == [0.5]
     eff = got[(got.tab == "efficiency") & (got.label == "m1") & (got.task == "a")]
     assert list(eff.model_seconds) == [30.0] and list(eff.metric) == ["acc"]
+    assert not errors, errors
+
+
+def test_a_real_perturbed_run_fills_the_robustness_group(perturbed_runs, playwright_session, tmp_path):
+    """Not hand-set figures: a real run with --perturb robustness and its clean twin, stored; the board
+    and its page show the worst case as recomputed here from the run's files alone."""
+    clean, perturbed = perturbed_runs
+    folder = perturbed.folder
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    with gzip.open(folder / "samples.jsonl.gz", "rt", encoding="utf-8") as f:
+        samples = [json.loads(line) for line in f]
+
+    def right(resps, target) -> float:  # the choice of highest log-likelihood is the target
+        scores = [r[0] for r in resps]
+        return float(scores.index(max(scores)) == target)
+
+    board = build_leaderboard(RunStore(folder.parent).runs())
+    (row,) = board.rows  # a clean run and a perturbed run of one model variant are one row
+    out = tmp_path / "board.html"
+    assert harness("leaderboard", "--runs", str(folder.parent), "--out", str(out)).returncode == 0
+    browser, tab, errors = open_browser(playwright_session)
+    tab.goto(out.as_uri())
+    tab.click(".groups button[data-group=robustness]")
+    tasks = {s["task"] for s in samples}
+    assert len(tasks) == 2
+    for task in sorted(tasks):
+        docs = [s for s in samples if s["task"] == task]
+        worst = [
+            min(
+                right(s["filtered_resps"], s["target"]),
+                right(s["perturbed"]["mild_mix"]["filtered_resps"], s["target"]),
+            )
+            for s in docs
+        ]
+        stored = results["results"][task]["acc_worst_robustness,none"]
+        assert stored == pytest.approx(sum(worst) / len(worst))
+        cell = row.groups["robustness"][task]
+        assert (cell.value, cell.run_id, cell.n) == (stored, perturbed.run_id, len(docs))
+        assert list(cell.ci95) == results["ci95"][task]["acc_worst_robustness,none"]
+        assert row.cells[task].value == results["results"][task]["acc,none"]  # accuracy stays the clean score
+        shown = tab.locator(f'#board-robustness td[data-cell="{row.key}|{task}"]')
+        assert float(shown.get_attribute("data-v")) == stored
+        assert shown.inner_text().startswith(f"{stored:.4f}")
+    assert "acc_worst_robustness" in tab.inner_text("#board-robustness thead")
+    browser.close()
     assert not errors, errors
 
 
