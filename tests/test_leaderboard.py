@@ -6,12 +6,11 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-import math
 
 import pandas as pd
 import pytest
 from clirun import harness
-from helpers import chromium_path, open_browser
+from helpers import chromium_path, open_browser, same_value
 
 from harness.reports.leaderboard import build_leaderboard
 from harness.store import RunStore
@@ -350,18 +349,6 @@ def test_each_group_is_a_tab_of_its_own(holistic_page, holistic_store):
     assert not errors, errors
 
 
-def same(a, b) -> bool:
-    """A value read back from a download against load_runs' (missing is missing however spelt)."""
-    missing = [x is None or x == "" or (isinstance(x, float) and math.isnan(x)) for x in (a, b)]
-    if any(missing):
-        return all(missing)
-    if isinstance(b, bool) or isinstance(a, bool):
-        return bool(a) == bool(b)
-    if isinstance(b, (int, float)):
-        return float(a) == float(b)
-    return str(a) == str(b)
-
-
 @pytest.mark.parametrize("kind", ["csv", "json"])
 def test_the_downloads_round_trip_with_load_runs(holistic_page, holistic_store, kind):
     import harness as api
@@ -381,9 +368,9 @@ def test_the_downloads_round_trip_with_load_runs(holistic_page, holistic_store, 
     for row in got.to_dict("records"):
         source = stored[(row["run_id"], row["task"], row["metric"], row["filter"])]
         for column in frame.columns:
-            assert same(row[column], source[column]), (kind, column, row[column], source[column])
+            assert same_value(row[column], source[column]), (kind, column, row[column], source[column])
         wins = next(r for r in board.rows if r.label == row["label"]).win_rates[row["tab"]]
-        assert same(row["win_rate"], wins)
+        assert same_value(row["win_rate"], wins)
     # the figure each group shows is in its row: the group's score, or the efficiency columns
     robust = got[(got.tab == "robustness") & (got.label == "m2") & (got.task == "b")]
     assert list(robust.metric) == ["acc_worst_robustness"] and list(robust.value) == [0.5]
