@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -431,6 +432,20 @@ def test_a_group_no_run_has_says_how_to_get_it(page):
     assert "--perturb robustness" in tab.inner_text("#group-robustness .empty-group")
     tab.click(".groups button[data-group=accuracy]")
     assert not errors, errors
+
+
+def test_every_row_tied_at_the_best_score_is_marked_best(tmp_path, real_run):
+    store = RunStore(tmp_path / "runs")
+    write_run(real_run, store, "run-01", "alpha", {"a": 0.5, "b": 0.2})
+    write_run(real_run, store, "run-02", "beta", {"a": 0.5, "b": 0.7})
+    out = tmp_path / "board.html"
+    assert harness("leaderboard", "--runs", str(store.root), "--out", str(out)).returncode == 0
+    page = out.read_text(encoding="utf-8")
+    accuracy = page[page.index('<table id="leaderboard"') :].split("</table>")[0]
+    assert sorted(re.findall(r'data-cell="[0-9a-f]+\|(\w+)" class="cell best"', accuracy)) == ["a", "a", "b"]
+    # the other groups' copies of the template's figures tie too: both rows are best in each column
+    calibration = page[page.index('<table id="board-calibration"') :].split("</table>")[0]
+    assert sorted(re.findall(r'data-cell="[0-9a-f]+\|(\w+)" class="cell best"', calibration)) == ["a", "a", "b", "b"]
 
 
 def test_the_comparison_page_is_titled_by_model_and_variant(tmp_path, real_run):
