@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import open_browser, same_value  # noqa: E402
 
 GROUPS = ("accuracy", "calibration", "robustness", "fairness", "efficiency")
+WIDEST_TABLE = "Math.max(0, ...[...document.querySelectorAll('.group:not([hidden]) table')].map(t => t.scrollWidth))"
 
 
 def shoot(page: Path, out: Path, downloads: Path, width: int, model: str | None) -> list[str]:
@@ -32,11 +33,15 @@ def shoot(page: Path, out: Path, downloads: Path, width: int, model: str | None)
         tab.wait_for_load_state("load")
         for group in GROUPS:
             tab.click(f".groups button[data-group={group}]")
+            # as wide as the tab's table (its box scrolls sideways), so that every column is in the picture
+            needed = tab.evaluate(WIDEST_TABLE)
+            tab.set_viewport_size({"width": max(width, needed + 60), "height": 400})
             tab.screenshot(path=str(out / f"leaderboard-{group}.png"), full_page=True)
         for kind in ("csv", "json"):
             with tab.expect_download() as info:
                 tab.click(f"#download-{kind}")
             info.value.save_as(downloads / f"leaderboard.{kind}")
+        tab.set_viewport_size({"width": width, "height": 400})
         tab.click("nav button[data-view=model]")
         if model:
             tab.select_option("#model-select", label=model)
@@ -76,7 +81,7 @@ def main() -> int:
     ap.add_argument("runs", type=Path, help="the run store the page was made from")
     ap.add_argument("out", type=Path, help="folder for the PNGs and the downloads")
     ap.add_argument("--downloads", type=Path, help="folder for the CSV and JSON (default: out)")
-    ap.add_argument("--width", type=int, default=2200)
+    ap.add_argument("--width", type=int, default=1200)
     ap.add_argument("--model", help="the per-model view's model (default: the first)")
     args = ap.parse_args()
     downloads = args.downloads or args.out
