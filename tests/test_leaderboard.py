@@ -421,6 +421,11 @@ def test_a_real_perturbed_run_fills_the_robustness_group(perturbed_runs, playwri
         assert float(shown.get_attribute("data-v")) == stored
         assert shown.inner_text().startswith(f"{stored:.4f}")
     assert "acc_worst_robustness" in tab.inner_text("#board-robustness thead")
+    # the clean run came wholly from the request cache and the perturbed run is not timed: the
+    # efficiency tab says so, and how to get its figures
+    assert not row.groups["efficiency"]
+    tab.click(".groups button[data-group=efficiency]")
+    assert "harness run --no-cache" in tab.inner_text("#group-efficiency .empty-group")
     browser.close()
     assert not errors, errors
 
