@@ -68,3 +68,21 @@ def request_cache_of_this_session(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_REQUEST_CACHE", str(path))
         yield path
+
+
+# one real perturbed run, shared: test_perturb_run checks its scores, test_leaderboard its board
+PERTURB_TASKS = ("mmlu_anatomy", "sst2")
+PERTURB_LIMIT = 8
+
+
+@pytest.fixture(scope="session")
+def perturbed_runs(shared_data, smollm2_weights, tmp_path_factory):
+    """(clean, perturbed): a run with HELM's robustness set (PERTURB_TASKS, PERTURB_LIMIT documents
+    each), then the same run clean, from the request cache; both in one store."""
+    import harness as h
+
+    out = tmp_path_factory.mktemp("perturb-runs")
+    options = dict(tasks=list(PERTURB_TASKS), limit=PERTURB_LIMIT, data_dir=shared_data, output=out, batch_size=8)
+    perturbed = h.evaluate("smollm2-135m", perturb="robustness", **options)
+    clean = h.evaluate("smollm2-135m", **options)
+    return clean, perturbed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -99,3 +100,15 @@ def open_browser(playwright):
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     return browser, page, errors
+
+
+def same_value(a, b) -> bool:
+    """A value read back from a download against load_runs' (missing is missing however spelt)."""
+    missing = [x is None or x == "" or (isinstance(x, float) and math.isnan(x)) for x in (a, b)]
+    if any(missing):
+        return all(missing)
+    if isinstance(b, bool) or isinstance(a, bool):
+        return bool(a) == bool(b)
+    if isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return str(a) == str(b)

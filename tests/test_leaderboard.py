@@ -4,13 +4,14 @@ browser, hostile model output rendered as inert text, no console errors)."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
-import math
+import re
 
 import pandas as pd
 import pytest
 from clirun import harness
-from helpers import chromium_path, open_browser
+from helpers import chromium_path, open_browser, same_value
 
 from harness.reports.leaderboard import build_leaderboard
 from harness.store import RunStore
@@ -349,18 +350,6 @@ def test_each_group_is_a_tab_of_its_own(holistic_page, holistic_store):
     assert not errors, errors
 
 
-def same(a, b) -> bool:
-    """A value read back from a download against load_runs' (missing is missing however spelt)."""
-    missing = [x is None or x == "" or (isinstance(x, float) and math.isnan(x)) for x in (a, b)]
-    if any(missing):
-        return all(missing)
-    if isinstance(b, bool) or isinstance(a, bool):
-        return bool(a) == bool(b)
-    if isinstance(b, (int, float)):
-        return float(a) == float(b)
-    return str(a) == str(b)
-
-
 @pytest.mark.parametrize("kind", ["csv", "json"])
 def test_the_downloads_round_trip_with_load_runs(holistic_page, holistic_store, kind):
     import harness as api
@@ -380,14 +369,64 @@ def test_the_downloads_round_trip_with_load_runs(holistic_page, holistic_store, 
     for row in got.to_dict("records"):
         source = stored[(row["run_id"], row["task"], row["metric"], row["filter"])]
         for column in frame.columns:
-            assert same(row[column], source[column]), (kind, column, row[column], source[column])
+            assert same_value(row[column], source[column]), (kind, column, row[column], source[column])
         wins = next(r for r in board.rows if r.label == row["label"]).win_rates[row["tab"]]
-        assert same(row["win_rate"], wins)
+        assert same_value(row["win_rate"], wins)
     # the figure each group shows is in its row: the group's score, or the efficiency columns
     robust = got[(got.tab == "robustness") & (got.label == "m2") & (got.task == "b")]
     assert list(robust.metric) == ["acc_worst_robustness"] and list(robust.value) == [0.5]
     eff = got[(got.tab == "efficiency") & (got.label == "m1") & (got.task == "a")]
     assert list(eff.model_seconds) == [30.0] and list(eff.metric) == ["acc"]
+    assert not errors, errors
+
+
+def test_a_real_perturbed_run_fills_the_robustness_group(perturbed_runs, playwright_session, tmp_path):
+    """Not hand-set figures: a real run with --perturb robustness and its clean twin, stored; the board
+    and its page show the worst case as recomputed here from the run's files alone."""
+    clean, perturbed = perturbed_runs
+    folder = perturbed.folder
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    with gzip.open(folder / "samples.jsonl.gz", "rt", encoding="utf-8") as f:
+        samples = [json.loads(line) for line in f]
+
+    def right(resps, target) -> float:  # the choice of highest log-likelihood is the target
+        scores = [r[0] for r in resps]
+        return float(scores.index(max(scores)) == target)
+
+    board = build_leaderboard(RunStore(folder.parent).runs())
+    (row,) = board.rows  # a clean run and a perturbed run of one model variant are one row
+    out = tmp_path / "board.html"
+    assert harness("leaderboard", "--runs", str(folder.parent), "--out", str(out)).returncode == 0
+    browser, tab, errors = open_browser(playwright_session)
+    tab.goto(out.as_uri())
+    tab.click(".groups button[data-group=robustness]")
+    tasks = {s["task"] for s in samples}
+    assert len(tasks) == 2
+    for task in sorted(tasks):
+        docs = [s for s in samples if s["task"] == task]
+        worst = [
+            min(
+                right(s["filtered_resps"], s["target"]),
+                right(s["perturbed"]["mild_mix"]["filtered_resps"], s["target"]),
+            )
+            for s in docs
+        ]
+        stored = results["results"][task]["acc_worst_robustness,none"]
+        assert stored == pytest.approx(sum(worst) / len(worst))
+        cell = row.groups["robustness"][task]
+        assert (cell.value, cell.run_id, cell.n) == (stored, perturbed.run_id, len(docs))
+        assert list(cell.ci95) == results["ci95"][task]["acc_worst_robustness,none"]
+        assert row.cells[task].value == results["results"][task]["acc,none"]  # accuracy stays the clean score
+        shown = tab.locator(f'#board-robustness td[data-cell="{row.key}|{task}"]')
+        assert float(shown.get_attribute("data-v")) == stored
+        assert shown.inner_text().startswith(f"{stored:.4f}")
+    assert "acc_worst_robustness" in tab.inner_text("#board-robustness thead")
+    # the clean run came wholly from the request cache and the perturbed run is not timed: the
+    # efficiency tab says so, and how to get its figures
+    assert not row.groups["efficiency"]
+    tab.click(".groups button[data-group=efficiency]")
+    assert "harness run --no-cache" in tab.inner_text("#group-efficiency .empty-group")
+    browser.close()
     assert not errors, errors
 
 
@@ -398,6 +437,20 @@ def test_a_group_no_run_has_says_how_to_get_it(page):
     assert "--perturb robustness" in tab.inner_text("#group-robustness .empty-group")
     tab.click(".groups button[data-group=accuracy]")
     assert not errors, errors
+
+
+def test_every_row_tied_at_the_best_score_is_marked_best(tmp_path, real_run):
+    store = RunStore(tmp_path / "runs")
+    write_run(real_run, store, "run-01", "alpha", {"a": 0.5, "b": 0.2})
+    write_run(real_run, store, "run-02", "beta", {"a": 0.5, "b": 0.7})
+    out = tmp_path / "board.html"
+    assert harness("leaderboard", "--runs", str(store.root), "--out", str(out)).returncode == 0
+    page = out.read_text(encoding="utf-8")
+    accuracy = page[page.index('<table id="leaderboard"') :].split("</table>")[0]
+    assert sorted(re.findall(r'data-cell="[0-9a-f]+\|(\w+)" class="cell best"', accuracy)) == ["a", "a", "b"]
+    # the other groups' copies of the template's figures tie too: both rows are best in each column
+    calibration = page[page.index('<table id="board-calibration"') :].split("</table>")[0]
+    assert sorted(re.findall(r'data-cell="[0-9a-f]+\|(\w+)" class="cell best"', calibration)) == ["a", "a", "b", "b"]
 
 
 def test_the_comparison_page_is_titled_by_model_and_variant(tmp_path, real_run):

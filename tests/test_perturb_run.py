@@ -1,7 +1,8 @@
 """`harness run --perturb`: worst-case scores as HELM computes them, on the real model and data.
 
 One perturbed run (mmlu_anatomy and GLUE's sst2, 8 documents each, HELM's robustness set) and the
-same run clean, after it, from the request cache; every test reads those two records.
+same run clean, after it, from the request cache (conftest.perturbed_runs); every test reads those
+two records.
 """
 
 from __future__ import annotations
@@ -11,24 +12,18 @@ import statistics
 
 import pytest
 from clirun import harness
+from conftest import PERTURB_LIMIT, PERTURB_TASKS
 from test_perturb_helm import SPECS, helm_perturb, helm_python  # noqa: F401  helm_python: a fixture
 
 from harness.errors import BadOptionError, DataUnavailableError
 from harness.perturb import plan_perturbations
 
-TASKS = ("mmlu_anatomy", "sst2")
-LIMIT = 8
+TASKS, LIMIT = PERTURB_TASKS, PERTURB_LIMIT
 
 
-@pytest.fixture(scope="session")
-def runs(shared_data, smollm2_weights, tmp_path_factory):
-    import harness as h
-
-    out = tmp_path_factory.mktemp("perturb-runs")
-    options = dict(tasks=list(TASKS), limit=LIMIT, data_dir=shared_data, output=out, batch_size=8)
-    perturbed = h.evaluate("smollm2-135m", perturb="robustness", **options)
-    clean = h.evaluate("smollm2-135m", **options)
-    return clean, perturbed
+@pytest.fixture
+def runs(perturbed_runs):
+    return perturbed_runs
 
 
 def rows(record, task):
@@ -102,6 +97,14 @@ def test_compare_pairs_the_clean_run_with_the_worst_case(runs):
         assert d.test.n == LIMIT and d.test.test == "mcnemar"
         assert d.delta == pytest.approx(perturbed.tasks[task].score_of("acc_worst_robustness", "none").value - d.a)
         assert deltas[(task, "acc")].delta == 0
+        # a flip's B output is the perturbed pass's answer (the choice of highest log-likelihood), named
+        docs = {row["doc_id"]: row for row in rows(perturbed, task)}
+        flipped = {doc for doc, row in docs.items() if row["acc"] != row["acc_worst_robustness"]}
+        assert {f["id"] for f in d.flips} == flipped
+        for f in d.flips:
+            row = docs[f["id"]]
+            resps = [r[0] for r in row["perturbed"]["mild_mix"]["filtered_resps"]]
+            assert f["b_output"] == f"{row['arguments'][resps.index(max(resps))][1]} [mild_mix]"
 
 
 def test_check_gates_a_worst_case_metric(runs):

@@ -10,12 +10,14 @@ standard errors, unpaired and so conservative.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
 from harness.record import RunRecord, TaskRecord, TaskScore, compare_scores, doc_order, scored_samples
+from harness.samples import sample_view
 from harness.scorers.keys import parse_worst, worst_metric
 from harness.scorers.paired import PairedTest
 from harness.store import as_record, find_run  # noqa: F401  find_run: where the CLI imports it from today
@@ -87,14 +89,15 @@ def _delta(sa: TaskScore, sb: TaskScore, a: RunRecord, b: RunRecord, seed: int) 
     )
     metric = ma if ma == mb else f"{ma} → {mb}"
     delta = TaskDelta(sa.task, metric, sa.filter, sa.higher_is_better, sa.value, sb.value, test)
+    sets_a, sets_b = (r.results.get("harness", {}).get("perturbation", {}).get("sets", {}) for r in (a, b))
     for key in sorted(set(rows_a) & set(rows_b), key=doc_order):
         view_a, view_b = rows_a[key].view, rows_b[key].view
         side = {
             "id": view_a.id,
             "prompt": view_a.prompt,
             "target": view_a.target,
-            "a_output": view_a.output,
-            "b_output": view_b.output,
+            "a_output": worst_output(rows_a[key].row, ma, sets_a) or view_a.output,
+            "b_output": worst_output(rows_b[key].row, mb, sets_b) or view_b.output,
             "a_score": rows_a[key].row[ma],
             "b_score": rows_b[key].row[mb],
         }
@@ -103,6 +106,19 @@ def _delta(sa: TaskScore, sb: TaskScore, a: RunRecord, b: RunRecord, seed: int) 
         if view_a.output != view_b.output:
             delta.outputs.append(side)
     return delta
+
+
+def worst_output(row: Mapping[str, Any], metric: str, sets: Mapping[str, Any]) -> str | None:
+    """For a worst-case item that is not the clean one, the output it came from: that of the first
+    perturbation of the set that scored it, named (`no [mild_mix]`); else None (the clean output)."""
+    base, name = parse_worst(metric)
+    if name is None or row.get(metric) == row.get(base):
+        return None
+    for member in sets.get(name, ()):
+        perturbed = (row.get("perturbed") or {}).get(member) or {}
+        if perturbed.get(base) == row.get(metric) and "filtered_resps" in perturbed:
+            return f"{sample_view({**row, 'filtered_resps': perturbed['filtered_resps']}).output} [{member}]"
+    return None
 
 
 def comparison_markdown(names: list[str], comparisons: list[list[TaskDelta]], alpha: float = 0.05) -> str:
@@ -125,7 +141,7 @@ def comparison_markdown(names: list[str], comparisons: list[list[TaskDelta]], al
         lines.append("")
         lines.append(
             f"Bold: significant at {alpha}. Paired samples per task: "
-            + ", ".join(f"{md_cell(d.task)} {d.test.n}" for d in deltas)
+            + ", ".join(f"{md_cell(d.task)}{_worst_suffix(d.metric)} {d.test.n}" for d in deltas)
             + "."
         )
         lines.append("")
@@ -147,6 +163,11 @@ def comparison_markdown(names: list[str], comparisons: list[list[TaskDelta]], al
                 lines.append(f"| … {len(d.flips) - MAX_LISTED} more in the HTML report | | | | | |")
             lines.append("")
     return "\n".join(lines)
+
+
+def _worst_suffix(metric: str) -> str:
+    """` (acc_worst_robustness)` for a worst-case row, so a task's rows are told apart."""
+    return f" ({metric.split(' → ')[-1]})" if " → " in metric else ""
 
 
 def md_cell(value: Any, limit: int = 120) -> str:

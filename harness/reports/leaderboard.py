@@ -256,14 +256,15 @@ def _cell_data(c: Cell) -> dict[str, Any]:
     return data
 
 
-def _best(board: Leaderboard, columns: list[dict[str, Any]], group: str = "accuracy") -> dict[str, str]:
-    """Per column of a group, the key of the row with the best score."""
+def _best(board: Leaderboard, columns: list[dict[str, Any]], group: str = "accuracy") -> dict[str, list[str]]:
+    """Per column of a group, the keys of the rows with the best score (all of them on a tie)."""
     best = {}
     for column in columns:
-        have = [r for r in board.rows if column["name"] in r.groups.get(group, {})]
-        if have:
-            pick = max if column["higher_is_better"] else min
-            best[column["name"]] = pick(have, key=lambda r: r.groups[group][column["name"]].value).key
+        name = column["name"]
+        values = {r.key: r.groups[group][name].value for r in board.rows if name in r.groups.get(group, {})}
+        if values:
+            top = (max if column["higher_is_better"] else min)(values.values())
+            best[name] = [key for key, value in values.items() if value == top]
     return best
 
 
