@@ -494,3 +494,11 @@ def test_ece_of_a_real_run_equals_the_definition_on_its_samples(scored_run):
         assert results["results"][task]["ece,none"] == pytest.approx(ece_by_definition(conf, correct), abs=1e-12)
         assert results["higher_is_better"][task]["ece"] is False
     assert "ece,none" not in results["results"]["stsb"]  # its own process_results reports no acc
+
+
+def test_a_correlation_of_one_pair_is_undefined_not_a_crash():
+    # `--limit 1` on STS-B: r needs two points; scipy raises, the run must still finish
+    from harness.scorers.correlation import pearson, spearman
+
+    assert math.isnan(pearson([0.5], [1.0])) and math.isnan(spearman([0.5], [1.0]))
+    assert pearson([1.0, 2.0, 3.0], [2.0, 4.0, 7.0]) == pytest.approx(0.9933992677987828)

@@ -9,12 +9,16 @@ from scipy import stats
 
 
 def pearson(predictions: Sequence[float], golds: Sequence[float]) -> float:
-    """scipy's Pearson r."""
+    """scipy's Pearson r; NaN (undefined) for fewer than two pairs, where scipy raises."""
+    if len(predictions) < 2:
+        return float("nan")
     return float(stats.pearsonr(np.asarray(predictions, float), np.asarray(golds, float)).statistic)
 
 
 def spearman(predictions: Sequence[float], golds: Sequence[float]) -> float:
-    """scipy's Spearman rho (average ranks for ties)."""
+    """scipy's Spearman rho (average ranks for ties); NaN for fewer than two pairs."""
+    if len(predictions) < 2:
+        return float("nan")
     return float(stats.spearmanr(np.asarray(predictions, float), np.asarray(golds, float)).statistic)
 
 
