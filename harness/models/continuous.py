@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from harness.models.attention import NAME as ATTENTION_NAME
-from harness.models.decoding import GenerationJob
+from harness.models.decoding import MIN_GEN_PREFIX, GenerationJob, eos_token_ids
 from harness.models.generation import GenerationSettings, gumbel_perturbed, penalise, row_generator
 from harness.models.prefix_plan import common_prefix_len
 from harness.models.runner import WorkStats
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 # Rows a generation batch holds at most when memory allows more; a decode step's cost grows slowly
 # with its rows until the matrix units are busy (see benchmarks/RESULTS.md for the sizes tried).
 MAX_SLOTS = {"cpu": 64, "cuda": 256}
-# A preamble shorter than this is part of each row's own prompt (not worth a pass of its own).
-MIN_SHARED_PREFIX = 16
 # An admission group's prefill holds at most this many prompt tokens (its activations and scores).
 PREFILL_TOKENS = 4096
 # Share of the memory budget the slots may take (the rest: activations, logits, the prefix).
@@ -72,9 +70,7 @@ class ContinuousDecoder:
 
     def __init__(self, model: Any, tokenizer: Any, work: WorkStats) -> None:
         self.model, self.tokenizer, self.work = model, tokenizer, work
-        config = getattr(model, "generation_config", None)
-        eos = config.eos_token_id if config is not None else None
-        self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        self.eos_ids = eos_token_ids(model)
 
     def slots_for(self, rows: int, width: int, batch_size: int | str, budget: Callable[[], int]) -> int:
         """Rows decoded at once: batch_size, or (`auto`) as many as the memory budget holds, capped."""
@@ -114,7 +110,7 @@ class ContinuousDecoder:
         first, last = prompts[ranked[0]], prompts[ranked[-1]]
         # the common prefix of all prompts is that of the lexicographically first and last
         shared = min(common_prefix_len(first, last), min(len(prompts[i]) for i in order) - 1)
-        prefix = first[:shared] if shared >= MIN_SHARED_PREFIX else ()
+        prefix = first[:shared] if shared >= MIN_GEN_PREFIX else ()
         own = {i: prompts[i][len(prefix) :] for i in order}
         width = max(len(s) for s in own.values()) + settings.max_gen_toks
         slots = self.slots_for(len(order), width, batch_size, budget)
@@ -169,7 +165,7 @@ class ContinuousDecoder:
         """The shared preamble's keys and values, computed once (a slot of its own, then held once)."""
         scratch = SlotBuffers(self.model, 1, len(prefix))
         zero = torch.zeros(1, dtype=torch.long, device=self.model.device)
-        scratch.current = Pass(first=0, base=zero, lo=zero, prefix_only=True)
+        scratch.current = Pass(first=0, base=zero, lo=zero)  # the scratch holds no prefix to attend
         ids = torch.tensor([prefix], device=self.model.device)
         positions = torch.arange(len(prefix), device=self.model.device)[None]
         self.model(input_ids=ids, position_ids=positions, use_cache=False, slots=scratch, logits_to_keep=1)

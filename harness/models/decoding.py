@@ -36,6 +36,13 @@ _GENERATE_ONLY_SETTINGS = (
 )
 
 
+def eos_token_ids(model: Any) -> set[int]:
+    """The token ids that end a generation: the model's generation_config eos_token_id (one or a list)."""
+    config = getattr(model, "generation_config", None)
+    eos = config.eos_token_id if config is not None else None
+    return set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+
+
 class Decoder:
     """Token generation on one model: batch layout, the decode loop, the model.generate fallback."""
 
@@ -82,8 +89,7 @@ class Decoder:
         processed float32 logits are generate's; `cached` leading columns of `ids` are in `cache`.
         """
         device = self.model.device
-        eos = self.model.generation_config.eos_token_id if getattr(self.model, "generation_config", None) else None
-        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        eos_ids = eos_token_ids(self.model)
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
         step_ids, step_pos = ids[:, cached:], positions[:, cached:]  # the prompt (counted by the caller)

@@ -33,33 +33,33 @@ class Pass:
     first: int
     base: torch.Tensor  # (rows,) long
     lo: torch.Tensor  # (rows,) long
-    prefix_only: bool = False  # the pass that computes the shared prefix itself (no prefix to attend)
+
+
+def _kv_layout(model: Any) -> tuple[int, int, int]:
+    """(layers, kv heads, head dim) of a decoder's KV cache."""
+    cfg = getattr(model.config, "text_config", None) or model.config
+    heads = cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    return cfg.num_hidden_layers, kv_heads, getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
 
 
 class SlotBuffers:
     """Per layer: the slots' keys and values, and the shared prefix's (batch of one, or None)."""
 
     def __init__(self, model: Any, slots: int, width: int) -> None:
-        cfg = getattr(model.config, "text_config", None) or model.config
-        heads = cfg.num_attention_heads
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        layers, kv_heads, head_dim = _kv_layout(model)
         shape = (slots, kv_heads, width, head_dim)
         dtype, device = model.dtype, model.device
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)]
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.prefix_len = 0
         self.current: Pass | None = None
-        self.slots, self.width = slots, width
 
     @staticmethod
     def bytes_per_slot(model: Any, width: int) -> int:
-        cfg = getattr(model.config, "text_config", None) or model.config
-        heads = cfg.num_attention_heads
-        kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-        return 2 * cfg.num_hidden_layers * kv_heads * head_dim * width * model.dtype.itemsize
+        layers, kv_heads, head_dim = _kv_layout(model)
+        return 2 * layers * kv_heads * head_dim * width * model.dtype.itemsize
 
     def take_prefix(self, slot: int, length: int) -> None:
         """Slot `slot`'s first `length` columns become the shared prefix (copied out: the slot is reused)."""
@@ -147,7 +147,7 @@ def _attend(
     at = now.base[:, None] + offset + torch.arange(q_len, device=query.device)[None, :]  # (rows, q): query columns
     visible = (column[None, None, :] <= at[:, :, None]) & (column[None, None, :] >= now.lo[:, None, None])
     visible |= column[None, None, :] == at[:, :, None]  # a padding query sees itself (finite junk, never read)
-    prefix_len = 0 if now.prefix_only or buffers.prefix is None else buffers.prefix_len
+    prefix_len = 0 if buffers.prefix is None else buffers.prefix_len
     q_pos = prefix_len + at - now.lo[:, None]  # absolute positions: prefix columns 0.., own columns after lo
     if sliding_window is not None:
         k_pos = prefix_len + column[None, :] - now.lo[:, None]  # (rows, width)
