@@ -10,6 +10,7 @@ so every run below computes its requests (or says how many came from its cache).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -112,8 +113,18 @@ def subprocess_run(url: str, out: Path, cache: Path, *extra: str) -> subprocess.
     )
 
 
-def wait_for_results(proc: subprocess.Popen, cache: Path, at_least: int) -> None:
-    while cached_results(cache) < at_least:
+def stop_at(proc: subprocess.Popen, cache: Path, at_least: int, total: int) -> int:
+    """Freeze the run (SIGSTOP) once its cache holds at_least results and return how many it holds; the
+    caller kills the server, then lets the run go on (SIGCONT). The run is frozen while the cache is
+    read, so it cannot outrun the poll: once in CI it did (the server died after the last answer, the
+    run saw no fault and retried nothing)."""
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        saved = cached_results(cache)
+        if saved >= at_least:
+            assert saved < total, f"nothing was left to do when the server died ({saved} of {total})"
+            return saved
+        proc.send_signal(signal.SIGCONT)
         assert proc.poll() is None, f"the run ended before {at_least} results: {proc.communicate()[1][-3000:]}"
         time.sleep(0.05)
 
@@ -127,8 +138,9 @@ def test_a_server_killed_mid_run_stops_it_with_one_line_and_the_rerun_finishes(v
         vllm_server.base_url, tmp_path / "killed", cache, "--max-retries", "2", "--max-concurrency", "4"
     )
     try:
-        wait_for_results(proc, cache, total // 3)
+        stop_at(proc, cache, total // 3, total)
         vllm_server.kill()
+        proc.send_signal(signal.SIGCONT)
         _, stderr = proc.communicate(timeout=300)
     finally:
         proc.kill()
@@ -163,8 +175,9 @@ def test_a_run_rides_out_a_server_killed_twice(vllm_server, undisturbed, tmp_pat
     )
     try:
         for share in (1 / 4, 2 / 3):
-            wait_for_results(proc, cache, int(total * share))
+            stop_at(proc, cache, int(total * share), total)
             vllm_server.kill()
+            proc.send_signal(signal.SIGCONT)  # its requests out now fail; it retries while the server starts
             time.sleep(2)
             vllm_server.start()
         _, stderr = proc.communicate(timeout=1200)
