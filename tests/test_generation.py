@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -382,3 +383,60 @@ def test_continuous_batching_keeps_gemma_sliding_windows(gemma_lm):
     assert min(len(gemma_lm.tok_encode(p)) for p in prompts) > window
     ours, expected, _, _ = continuous_case(gemma_lm, prompts, ["\n"], 12, slots=2)
     assert ours == expected
+
+
+@pytest.mark.model
+def test_two_tasks_share_one_continuous_batch_and_each_gets_its_own_work(harness_lm):
+    # two tasks, each with its own preamble (each held once), decoded in one batch of 3 slots that
+    # rows of both fill; under a TaskMeter each task's generated and computed tokens are its own
+    from harness.models.hf import HarnessLM
+    from harness.models.metering import TaskMeter
+
+    until, max_new = ["\n"], 24
+    tasks = {
+        "short_lines": (
+            "Answer each question in one short line, then stop.\n\n" * 3,
+            [
+                "Q: What is 2 + 2?\nA:",
+                "Q: Which colour is the sky on a clear day?\nA:",
+                "Q: Count from one to ten.\nA:",
+            ],
+        ),
+        "brief": (
+            "You are a helpful assistant. Answer briefly.\n\n" * 3,
+            [
+                "Q: Name a large animal that lives in Africa and eats grass all day long.\nA:",
+                "Q: Count from one to ten.\nA:",
+            ],
+        ),
+    }
+    reqs, refs = [], {}
+    for task, (preamble, questions) in tasks.items():
+        prompts = [preamble + q for q in questions]
+        reqs += requests({"until": until, "max_gen_toks": max_new}, prompts, task=task)
+        refs[task] = [(harness_lm.tok_encode(p), reference_generate(harness_lm, p, until, max_new)) for p in prompts]
+    ours_lm = HarnessLM(loaded=harness_lm.loaded, gen_batch_size=3)
+    with TaskMeter(ours_lm) as meter:
+        ours = ours_lm.generate_until(reqs, disable_tqdm=True)
+    eos = harness_lm.tok_decode(harness_lm.eot_token_id, skip_special_tokens=False)
+    from lm_eval.models.utils import postprocess_generated_text
+
+    expected = [
+        postprocess_generated_text(harness_lm.tok_decode(out), until + [eos], None) for t in tasks for _, out in refs[t]
+    ]
+    assert ours == expected
+    work = ours_lm.report().work
+    assert work.max_batch_requests == 3
+    assert len({len(out) for pairs in refs.values() for _, out in pairs}) > 2  # rows finish apart
+    for task, pairs in refs.items():
+        prompts = [p for p, _ in pairs]
+        shared = len(os.path.commonprefix(prompts))
+        assert shared >= 16  # the preamble is held, not each row's own
+        # the preamble once, each row's prompt after it, then one token per step after the first
+        own = sum(len(p) - shared + len(out) - 1 for p, out in pairs)
+        assert meter.tasks[task].tokens_computed == shared + own, task
+        assert meter.tasks[task].generated_tokens == sum(len(out) for _, out in pairs), task
+        assert meter.tasks[task].prompt_tokens == sum(len(p) for p in prompts), task
+        assert meter.tasks[task].requests == meter.tasks[task].requests_computed == len(pairs)
+        assert meter.tasks[task].model_seconds > 0
+    assert work.tokens_computed == sum(meter.tasks[t].tokens_computed for t in tasks)

@@ -1,10 +1,11 @@
 """Continuous batching: a group of generation requests decoded in a batch that stays full.
 
 A request that finishes (EOS, a stop string, max_gen_toks) leaves its slot at once and the next
-waiting request takes it: its prompt (after the group's shared preamble, whose keys and values are
-computed once and held once) is prefilled into the free slots while the other rows wait a step,
-then all decode together. The batch shrinks only when the queue is empty. See slots.py for the KV
-layout and the attention.
+waiting request takes it: its prompt (after its task's preamble, whose keys and values are computed
+once and held once) is prefilled into the free slots while the other rows wait a step, then all
+decode together. Every task of the call shares the batch (a task's 50 documents alone leave it
+half empty as they finish); the batch shrinks only when the queue is empty. See slots.py for the
+KV layout and the attention.
 
 Why our own and not transformers' `generate_batch` (its continuous batching, paged cache): it
 stops at EOS only (no stop strings: BBH's and GSM8K's "Q:" / "\\n\\n" would run on to max tokens), draws
@@ -19,7 +20,8 @@ it has, so continuous batching changes no sampled output.
 from __future__ import annotations
 
 import logging
-from collections import deque
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,7 @@ import torch
 from harness.models.attention import NAME as ATTENTION_NAME
 from harness.models.decoding import MIN_GEN_PREFIX, GenerationJob, eos_token_ids
 from harness.models.generation import GenerationSettings, gumbel_perturbed, penalise, row_generator
+from harness.models.metering import TaskWork
 from harness.models.prefix_plan import common_prefix_len
 from harness.models.runner import WorkStats
 from harness.models.slots import Pass, SlotBuffers
@@ -61,6 +64,8 @@ class Row:
     request: int
     lo: int  # first own column (before it: the admission group's left padding)
     base: int  # the column the next fed token is written at
+    prefix: int = -1  # the preamble it reads (an index into the buffers' prefixes; -1: none)
+    prefix_len: int = 0
     tokens: list[int] = field(default_factory=list)
     generator: torch.Generator | None = None
 
@@ -68,9 +73,12 @@ class Row:
 class ContinuousDecoder:
     """Decodes one settings group: prompts[i] for i in order, done(i, tokens) as each finishes."""
 
-    def __init__(self, model: Any, tokenizer: Any, work: WorkStats) -> None:
+    def __init__(self, model: Any, tokenizer: Any, work: WorkStats, task_work: dict[str, TaskWork] | None = None):
         self.model, self.tokenizer, self.work = model, tokenizer, work
         self.eos_ids = eos_token_ids(model)
+        # each task's (preamble group's) tokens and model time, where a TaskMeter asks (generating.py)
+        self.task_work = task_work
+        self.group_of: dict[int, Any] = {}  # request -> its preamble group
 
     def slots_for(self, rows: int, width: int, batch_size: int | str, budget: Callable[[], int]) -> int:
         """Rows decoded at once: batch_size, or (`auto`) as many as the memory budget holds, capped."""
@@ -89,11 +97,13 @@ class ContinuousDecoder:
         def done(i: int, tokens: list[int]) -> None:
             nonlocal waiting
             self.work.requests_read(0, len(tokens) * len(job.rows[i]))
+            if self.task_work is not None:
+                self.task_work[job.preamble_of(i)].generated_tokens += len(tokens) * len(job.rows[i])
             job.finish(i, tokens)
             waiting -= len(job.rows[i])
             sink.commit(waiting)
 
-        self.run(job.encoded, job.order, job.settings, job.row_seed, batch_size, budget, done)
+        self.run(job.encoded, job.order, job.settings, job.row_seed, batch_size, budget, done, job.preamble_of)
 
     @torch.no_grad()
     def run(
@@ -105,20 +115,31 @@ class ContinuousDecoder:
         batch_size: int | str,
         budget: Callable[[], int],
         done: Callable[[int, list[int]], None],
+        preamble_of: Callable[[int], Any] = lambda i: None,
     ) -> None:
-        ranked = sorted(order, key=lambda i: prompts[i])
-        first, last = prompts[ranked[0]], prompts[ranked[-1]]
-        # the common prefix of all prompts is that of the lexicographically first and last
-        shared = min(common_prefix_len(first, last), min(len(prompts[i]) for i in order) - 1)
-        prefix = first[:shared] if shared >= MIN_GEN_PREFIX else ()
-        own = {i: prompts[i][len(prefix) :] for i in order}
+        """preamble_of(i): the group of prompts (a task) whose common prefix prompt i shares; each
+        group's preamble is computed once and held once, and rows of all groups share the batch."""
+        members: dict[Any, list[int]] = {}
+        for i in order:
+            self.group_of[i] = preamble_of(i)
+            members.setdefault(self.group_of[i], []).append(i)
+        prefixes: list[tuple] = []
+        prefix_of: dict[int, int] = {}
+        own: dict[int, tuple] = {}
+        for group in members.values():
+            prefix = _common_prefix([prompts[i] for i in group])
+            if prefix:
+                prefixes.append(prefix)
+            for i in group:
+                own[i] = prompts[i][len(prefix) :]
+                prefix_of[i] = len(prefixes) - 1 if prefix else -1
         width = max(len(s) for s in own.values()) + settings.max_gen_toks
         slots = self.slots_for(len(order), width, batch_size, budget)
         # longest first: an admission group pads its prompts to its longest
         queue = deque(sorted(order, key=lambda i: -len(own[i])))
         while queue:
             try:
-                self._decode(prefix, own, queue, settings, seeds, slots, width, done)
+                self._decode(prefixes, prefix_of, own, queue, settings, seeds, slots, width, done)
             except torch.OutOfMemoryError:
                 if slots == 1:
                     raise
@@ -129,7 +150,8 @@ class ContinuousDecoder:
 
     def _decode(
         self,
-        prefix: tuple,
+        prefixes: list[tuple],
+        prefix_of: dict[int, int],
         own: dict[int, tuple],
         queue: deque,
         settings: GenerationSettings,
@@ -140,13 +162,19 @@ class ContinuousDecoder:
     ) -> None:
         """Decode until the queue is empty; requests still live when it fails go back to the queue."""
         buffers = SlotBuffers(self.model, slots, width)
-        if prefix:
-            self._prefill_prefix(prefix, buffers)
+        readers: dict[int, int] = {}  # a preamble's requests not yet finished
+        for i in queue:
+            readers[prefix_of[i]] = readers.get(prefix_of[i], 0) + 1
+        owner = {prefix_of[i]: self.group_of[i] for i in queue}
+        held = {k: self._prefill_prefix(prefixes[k], buffers, owner[k]) for k in sorted(readers) if k >= 0}
+        held[-1] = -1
         live: list[Row] = []
         try:
             while queue or live:
                 if queue and len(live) < slots:
-                    rows, logits = self._admit(own, queue, slots - len(live), buffers, len(live), settings, seeds)
+                    rows, logits = self._admit(
+                        own, queue, slots - len(live), buffers, len(live), settings, seeds, lambda i: held[prefix_of[i]]
+                    )
                     live += rows
                 else:
                     logits = self._step(live, buffers)
@@ -155,23 +183,37 @@ class ContinuousDecoder:
                 finished = [r for r in rows if self._finished(r, settings)]
                 for row in finished:
                     done(row.request, row.tokens)
+                    readers[prefix_of[row.request]] -= 1
+                    if row.prefix >= 0 and not readers[prefix_of[row.request]]:
+                        buffers.release_prefix(row.prefix)
                 if finished:
                     live = self._compact(live, set(id(r) for r in finished), buffers)
         except torch.OutOfMemoryError:
             queue.extendleft(reversed([r.request for r in live]))
             raise
 
-    def _prefill_prefix(self, prefix: tuple, buffers: SlotBuffers) -> None:
-        """The shared preamble's keys and values, computed once (a slot of its own, then held once)."""
+    def _forward(self, shares: dict[Any, int], **inputs: Any) -> Any:
+        """One forward pass; shares: the tokens it computes for each preamble group (task_work's
+        model time of the pass is split among them by those tokens)."""
+        started = time.perf_counter()
+        out = self.model(use_cache=False, logits_to_keep=1, **inputs)
+        self.work.forward_pass(sum(shares.values()))
+        if self.task_work is not None:
+            seconds, total = time.perf_counter() - started, max(1, sum(shares.values()))
+            for group, tokens in shares.items():
+                self.task_work[group].tokens_computed += tokens
+                self.task_work[group].model_seconds += seconds * tokens / total
+        return out
+
+    def _prefill_prefix(self, prefix: tuple, buffers: SlotBuffers, group: Any) -> int:
+        """A preamble's keys and values, computed once (a slot of its own, then held once); its index."""
         scratch = SlotBuffers(self.model, 1, len(prefix))
         zero = torch.zeros(1, dtype=torch.long, device=self.model.device)
         scratch.current = Pass(first=0, base=zero, lo=zero)  # the scratch holds no prefix to attend
         ids = torch.tensor([prefix], device=self.model.device)
         positions = torch.arange(len(prefix), device=self.model.device)[None]
-        self.model(input_ids=ids, position_ids=positions, use_cache=False, slots=scratch, logits_to_keep=1)
-        self.work.forward_pass(len(prefix))
-        scratch.take_prefix(0, len(prefix))
-        buffers.prefix, buffers.prefix_len = scratch.prefix, scratch.prefix_len
+        self._forward({group: len(prefix)}, input_ids=ids, position_ids=positions, slots=scratch)
+        return buffers.hold_prefix(scratch.take_prefix(0, len(prefix)), len(prefix))
 
     def _admit(
         self,
@@ -182,6 +224,7 @@ class ContinuousDecoder:
         first: int,
         settings: GenerationSettings,
         seeds: dict[int, int | None],
+        held: Callable[[int], int],
     ) -> tuple[list[Row], torch.Tensor]:
         """Prefill the next waiting prompts into slots [first, first + n), left-padded to the longest."""
         longest = len(own[queue[0]])
@@ -193,24 +236,24 @@ class ContinuousDecoder:
         rows = []
         for r, i in enumerate(requests):
             lo = longest - len(own[i])
+            prefix = held(i)
+            before = buffers.prefix_lens[prefix] if prefix >= 0 else 0
             ids[r, lo:] = torch.tensor(own[i], dtype=torch.long)
-            positions[r, lo:] = torch.arange(buffers.prefix_len, buffers.prefix_len + len(own[i]))
+            positions[r, lo:] = torch.arange(before, before + len(own[i]))
             seed = seeds.get(i)
             generator = row_generator(seed, device) if settings.do_sample and seed is not None else None
-            rows.append(Row(request=i, lo=lo, base=longest, generator=generator))
-        buffers.current = Pass(
-            first=first,
-            base=torch.zeros(n, dtype=torch.long, device=device),
-            lo=torch.tensor([r.lo for r in rows], device=device),
+            rows.append(Row(request=i, lo=lo, base=longest, prefix=prefix, prefix_len=before, generator=generator))
+        buffers.current = Pass.of(
+            first,
+            torch.zeros(n, dtype=torch.long, device=device),
+            torch.tensor([r.lo for r in rows], device=device),
+            [r.prefix for r in rows],
+            buffers,
         )
-        out = self.model(
-            input_ids=ids.to(device),
-            position_ids=positions.to(device),
-            use_cache=False,
-            slots=buffers,
-            logits_to_keep=1,
-        )
-        self.work.forward_pass(sum(len(own[i]) for i in requests))
+        shares: dict[Any, int] = defaultdict(int)
+        for i in requests:
+            shares[self.group_of[i]] += len(own[i])
+        out = self._forward(shares, input_ids=ids.to(device), position_ids=positions.to(device), slots=buffers)
         self.work.batch(first + n)
         return rows, out.logits[:, -1]
 
@@ -218,16 +261,19 @@ class ContinuousDecoder:
         """One decoding step of every live row: its last token in, the next token's logits out."""
         device = self.model.device
         ids = torch.tensor([[r.tokens[-1]] for r in live], device=device)
-        positions = torch.tensor([[buffers.prefix_len + r.base - r.lo] for r in live], device=device)
-        buffers.current = Pass(
-            first=0,
-            base=torch.tensor([r.base for r in live], device=device),
-            lo=torch.tensor([r.lo for r in live], device=device),
+        positions = torch.tensor([[r.prefix_len + r.base - r.lo] for r in live], device=device)
+        buffers.current = Pass.of(
+            0,
+            torch.tensor([r.base for r in live], device=device),
+            torch.tensor([r.lo for r in live], device=device),
+            [r.prefix for r in live],
+            buffers,
         )
-        out = self.model(input_ids=ids, position_ids=positions, use_cache=False, slots=buffers, logits_to_keep=1)
+        shares: dict[Any, int] = defaultdict(int)
         for r in live:
             r.base += 1
-        self.work.forward_pass(len(live))
+            shares[self.group_of[r.request]] += 1
+        out = self._forward(shares, input_ids=ids, position_ids=positions, slots=buffers)
         self.work.decoding_step(len(live))
         return out.logits[:, -1]
 
@@ -276,3 +322,11 @@ class ContinuousDecoder:
                 continue
             slot += 1
         return rows
+
+
+def _common_prefix(prompts: list[tuple]) -> tuple:
+    """The prompts' common prefix where it is long enough to hold once (each prompt keeps one own token)."""
+    ranked = sorted(prompts)
+    # the common prefix of all prompts is that of the lexicographically first and last
+    shared = min(common_prefix_len(ranked[0], ranked[-1]), min(len(p) for p in prompts) - 1)
+    return ranked[0][:shared] if shared >= MIN_GEN_PREFIX else ()

@@ -3,6 +3,7 @@ leave as they finish) or, for settings it does not reproduce, by transformers' `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -178,7 +179,10 @@ class GenerationJob:
         results: dict[int, str],
         sink: ResultSink,
         pbar: Any,
+        preamble_of: Callable[[int], Any] = lambda i: None,
     ) -> None:
+        # preamble_of(i): which prompts share request i's preamble (its task; continuous batching)
+        self.preamble_of = preamble_of
         self.decoder, self.settings, self.encoded, self.row_seed, self.rows = decoder, settings, encoded, row_seed, rows
         self.instances, self.cache_hook, self.results, self.sink, self.pbar = instances, cache_hook, results, sink, pbar
         self.until = list(settings.until)

@@ -26,13 +26,14 @@ from lm_eval.api.registry import register_model
 
 from harness.errors import UserError
 from harness.lm_eval_compat import configure_pad_token, has_bos_prefix, resolve_max_length
+from harness.models import generating
 from harness.models.attention import use_blocked_attention
 from harness.models.batching import DEFAULT_BATCH_SIZE, Batcher, parse_batch_size
 from harness.models.catalog import LoadedModel, load_model
-from harness.models.continuous import ContinuousDecoder, continuous_applies
-from harness.models.decoding import Decoder, GenerationJob
+from harness.models.decoding import Decoder
 from harness.models.generation import DEFAULT_SEED, GenerationSettings, resolve_generation
 from harness.models.kv_cache import KVCaches, PrefixCaches
+from harness.models.metering import TaskWork
 from harness.models.parallel import DataParallel, distributed_state
 from harness.models.prefix_plan import PACK_MAX_TOKENS, PackLimit, ScoringPlan
 from harness.models.rolling import DocumentSums, rolling_windows
@@ -107,6 +108,13 @@ class HarnessLM(TemplateLM):
         # results of requests already computed, by this run or an earlier one (see harness.request_cache)
         self.request_cache = request_cache
         self._interrupted = 0
+        # each task's share of generation batches several tasks shared (set by a TaskMeter; generating.py)
+        self.task_work: dict[str, TaskWork] | None = None
+
+    @property
+    def tasks_share_batches(self) -> tuple[str, ...]:
+        """Request kinds whose calls a TaskMeter hands over whole, every task mixed (see generating.py)."""
+        return ("generate_until",) if self.parallel.size == 1 else ()
 
     # ---------------------------------------------------------------- identity, limits, the run record
     @property
@@ -340,61 +348,12 @@ class HarnessLM(TemplateLM):
                     repeats[ident] += 1
                 plan[i] = (settings, encoded, seed)
         parts = [("generate_until", req.args[0], req.args[1], seed) for req, (_, _, seed) in zip(requests, plan)]
-        return self._cached(
-            "generate_until", parts, lambda todo, sink: self._generate(requests, plan, todo, sink, disable_tqdm)
-        )
+        computed: list[int] = []
 
-    def _generate(
-        self,
-        requests,
-        plan: list[tuple[GenerationSettings, tuple, int | None]],
-        todo: list[int],
-        sink: ResultSink,
-        disable_tqdm: bool,
-    ) -> list[str]:
-        """Generations for requests[i], i in todo (plan[i]: settings, prompt tokens, noise seed or None)."""
-        results: dict[int, str] = {}
-        # by settings object (one per distinct generation_kwargs) and task: a task's prompts share its preamble
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i in todo:
-            groups[(id(plan[i][0]), requests[i].task_name)].append(i)
-        self.work.requests_read(sum(len(plan[i][1]) for i in todo))
-        pbar = self.parallel.progress(len(todo), disable_tqdm, "generate_until")
-        for members in groups.values():
-            settings = plan[members[0]][0]
-            encoded = {i: plan[i][1] for i in members}
-            # rows: one per distinct prompt under greedy decoding; one per request under sampling
-            rows: dict[int, list[int]] = {}  # row's request -> the requests that take its output
-            first_of: dict[tuple, int] = {}
-            for i in members:
-                if settings.do_sample:
-                    rows[i] = [i]
-                elif encoded[i] in first_of:
-                    rows[first_of[encoded[i]]].append(i)
-                else:
-                    first_of[encoded[i]] = i
-                    rows[i] = [i]
-            job = GenerationJob(
-                self.decoder,
-                settings,
-                encoded,
-                {i: plan[i][2] for i in members},
-                rows,
-                requests,
-                self.cache_hook,
-                results,
-                sink,
-                pbar,
-            )
-            if self._continuous(settings):
-                decoder = ContinuousDecoder(self.model, self.tokenizer, self.work)
-                decoder.run_job(job, self.gen_batch_size, self.batcher.memory_budget, sink)
-            else:
-                self.batcher.run(job.order, job, pbar, sink)
-        pbar.close()
-        return self.parallel.gather([results.get(i) for i in todo])
+        def compute(todo: list[int], sink: ResultSink) -> list[str]:
+            computed.extend(todo)
+            return generating.generate(self, requests, plan, todo, sink, disable_tqdm)
 
-    def _continuous(self, settings: GenerationSettings) -> bool:
-        """Continuous batching (continuous.py) runs the group unless the settings need model.generate,
-        the model an attention it does not reproduce, or data parallel plans slices across processes."""
-        return self.parallel.size == 1 and self.decoder.own_decoder_applies(settings) and continuous_applies(self.model)
+        results = self._cached("generate_until", parts, compute)
+        generating.looked_up(self.task_work, requests, computed)
+        return results

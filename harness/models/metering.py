@@ -5,7 +5,10 @@ installed, each such call is split by the requests' task and made once per task,
 `WorkStats` and a clock read around each, so the figures of a task are its own (exact, for any
 runner behind the seam) rather than a share estimated from a mixed batch. The price: a task's
 requests no longer share a batch with another task's (tasks rarely share prompts, and every result
-is cached by request, not by batch).
+is cached by request, not by batch). Except where the runner names a kind in `tasks_share_batches`
+(the transformers runner's generation: one batch of every task's rows fills better than each
+task's alone): such a call goes through whole and the runner writes each task's share of its work
+to the TaskWork objects the meter hands it (`runner.task_work`; see models/generating.py).
 """
 
 from __future__ import annotations
@@ -76,19 +79,43 @@ class TaskMeter:
         self.tasks: dict[str, TaskWork] = defaultdict(TaskWork)
 
     def __enter__(self) -> TaskMeter:
+        shared = getattr(self.runner, "tasks_share_batches", ())
         for name in METERED:
-            setattr(self.runner, name, self._metered(getattr(self.runner, name)))
+            method = getattr(self.runner, name)
+            setattr(self.runner, name, self._whole(method) if name in shared else self._metered(method))
+        if shared:
+            self.runner.task_work = self.tasks  # type: ignore[attr-defined]
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for name in METERED:  # the instance attributes go; the class's methods show again
             self.runner.__dict__.pop(name, None)
+        if getattr(self.runner, "tasks_share_batches", ()):
+            self.runner.task_work = None  # type: ignore[attr-defined]
+
+    def _whole(self, method: Callable[..., list]) -> Callable[..., list]:
+        def call(requests: list, disable_tqdm: bool = False) -> list:
+            by_task = _by_task(requests)
+            before = {task: self.tasks[task].model_seconds for task in by_task}
+            started = time.perf_counter()
+            answers = method(requests, disable_tqdm=disable_tqdm)  # the runner adds its work to task_work
+            seconds = time.perf_counter() - started
+            # the call's whole time (tokenising, lookups, sampling too) in the shares of the runner's
+            # forward-pass time; by requests where it ran none
+            shares = {task: self.tasks[task].model_seconds - before[task] for task in by_task}
+            total = sum(shares.values())
+            for task, members in by_task.items():
+                work = self.tasks[task]
+                work.requests += len(members)
+                share = shares[task] / total if total > 0 else len(members) / len(requests)
+                work.model_seconds = before[task] + seconds * share
+            return answers
+
+        return call
 
     def _metered(self, method: Callable[..., list]) -> Callable[..., list]:
         def call(requests: list, disable_tqdm: bool = False) -> list:
-            by_task: dict[str, list[int]] = defaultdict(list)
-            for i, request in enumerate(requests):
-                by_task[str(getattr(request, "task_name", None))].append(i)
+            by_task = _by_task(requests)
             results: list = [None] * len(requests)
             for task, members in by_task.items():
                 before = self.runner.report()
@@ -101,3 +128,10 @@ class TaskMeter:
             return results
 
         return call
+
+
+def _by_task(requests: list) -> dict[str, list[int]]:
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for i, request in enumerate(requests):
+        by_task[str(getattr(request, "task_name", None))].append(i)
+    return by_task

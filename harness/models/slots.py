@@ -1,5 +1,6 @@
 """KV slots for continuous batching: a fixed buffer of rows that requests enter and leave while the
-others keep decoding, after one shared prefix whose keys and values are held once.
+others keep decoding, each after its preamble (its task's shared prefix), whose keys and values are
+held once however many rows read it; rows of several preambles share one batch.
 
 Each slot is one row of a preallocated buffer per layer, (slots, kv heads, width, head dim): a
 request's own tokens (its prompt after the shared prefix, left-padded within its admission group,
@@ -9,15 +10,16 @@ occupy slots [0, n), so the live part of a buffer is a plain slice and attends w
 
 The attention (slot_attention, reached through blocked_sdpa's `slots` keyword) takes the new
 queries, keys and values of the rows in the forward pass, writes the keys and values into their
-slots and attends, in one softmax, the shared prefix (every row's queries against the prefix's
-keys, held once: no per-row copy, no repeat per query-head group) and each row's own columns up
-to its own (masked per row: its padding and unwritten columns take no weight). Sliding-window
+slots and attends, in one softmax, the row's preamble (the queries of the rows that read it against
+its keys, held once: no per-row copy, no repeat per query-head group; with several preambles in a
+pass each row's scores are padded to the longest, the padding weightless) and each row's own
+columns up to its own (masked per row: its padding and unwritten columns take no weight). Sliding-window
 layers (Gemma 3) mask by absolute position, as transformers' sliding-window mask does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,11 +30,29 @@ QUERY_BLOCK = 128  # a prefill's queries go in blocks of this many (bounded scor
 @dataclass
 class Pass:
     """The rows of one forward pass: slots [first, first + rows); row r's queries sit at its own
-    columns base[r] + i, its own tokens begin at column lo[r] (before: padding)."""
+    columns base[r] + i, its own tokens begin at column lo[r] (before: padding). spans: which rows
+    read which held preamble, as (index into SlotBuffers.prefixes, the rows, None for all of them);
+    prefix_len: each row's preamble length (None: no row has one)."""
 
     first: int
     base: torch.Tensor  # (rows,) long
     lo: torch.Tensor  # (rows,) long
+    spans: list[tuple[int, torch.Tensor | None]] = field(default_factory=list)
+    prefix_len: torch.Tensor | None = None  # (rows,) long
+
+    @staticmethod
+    def of(first: int, base: torch.Tensor, lo: torch.Tensor, prefixes: list[int], buffers: SlotBuffers) -> Pass:
+        """The pass of rows whose preambles are prefixes[r] (an index into buffers.prefixes, or -1)."""
+        device = base.device
+        present = sorted({p for p in prefixes if p >= 0})
+        if not present:
+            return Pass(first, base, lo)
+        if len(present) == 1 and len(set(prefixes)) == 1:
+            spans: list[tuple[int, torch.Tensor | None]] = [(present[0], None)]
+        else:
+            spans = [(p, torch.tensor([r for r, q in enumerate(prefixes) if q == p], device=device)) for p in present]
+        lengths = torch.tensor([buffers.prefix_lens[p] if p >= 0 else 0 for p in prefixes], device=device)
+        return Pass(first, base, lo, spans, lengths)
 
 
 def _kv_layout(model: Any) -> tuple[int, int, int]:
@@ -44,7 +64,8 @@ def _kv_layout(model: Any) -> tuple[int, int, int]:
 
 
 class SlotBuffers:
-    """Per layer: the slots' keys and values, and the shared prefix's (batch of one, or None)."""
+    """Per layer: the slots' keys and values; and the preambles (per layer a batch of one each) that
+    rows read, each held once however many rows read it (rows of several tasks share one batch)."""
 
     def __init__(self, model: Any, slots: int, width: int) -> None:
         layers, kv_heads, head_dim = _kv_layout(model)
@@ -52,8 +73,8 @@ class SlotBuffers:
         dtype, device = model.dtype, model.device
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.prefix_len = 0
+        self.prefixes: list[list[tuple[torch.Tensor, torch.Tensor]] | None] = []
+        self.prefix_lens: list[int] = []
         self.current: Pass | None = None
 
     @staticmethod
@@ -61,13 +82,22 @@ class SlotBuffers:
         layers, kv_heads, head_dim = _kv_layout(model)
         return 2 * layers * kv_heads * head_dim * width * model.dtype.itemsize
 
-    def take_prefix(self, slot: int, length: int) -> None:
-        """Slot `slot`'s first `length` columns become the shared prefix (copied out: the slot is reused)."""
-        self.prefix = [
+    def take_prefix(self, slot: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Slot `slot`'s first `length` columns, per layer (copied out: the slot is reused)."""
+        return [
             (k[slot : slot + 1, :, :length].clone(), v[slot : slot + 1, :, :length].clone())
             for k, v in zip(self.keys, self.values)
         ]
-        self.prefix_len = length
+
+    def hold_prefix(self, kv: list[tuple[torch.Tensor, torch.Tensor]], length: int) -> int:
+        """Hold a preamble's keys and values; returns its index (what Pass.of takes)."""
+        self.prefixes.append(kv)
+        self.prefix_lens.append(length)
+        return len(self.prefixes) - 1
+
+    def release_prefix(self, index: int) -> None:
+        """No row reads preamble `index` any more: its memory goes."""
+        self.prefixes[index] = None
 
     def move(self, src: int, dst: int) -> None:
         """Slot src's contents into slot dst (keeps the live slots contiguous)."""
@@ -134,7 +164,7 @@ def _attend(
     scaling: float | None,
     sliding_window: int | None,
 ) -> torch.Tensor:
-    """Queries at own columns base + offset + i against the prefix and own columns [0, width)."""
+    """Queries at own columns base + offset + i against their preamble and own columns [0, width)."""
     rows, heads, q_len, dim = query.shape
     kv_heads = keys.shape[1]
     groups = heads // kv_heads
@@ -147,27 +177,59 @@ def _attend(
     at = now.base[:, None] + offset + torch.arange(q_len, device=query.device)[None, :]  # (rows, q): query columns
     visible = (column[None, None, :] <= at[:, :, None]) & (column[None, None, :] >= now.lo[:, None, None])
     visible |= column[None, None, :] == at[:, :, None]  # a padding query sees itself (finite junk, never read)
-    prefix_len = 0 if buffers.prefix is None else buffers.prefix_len
-    q_pos = prefix_len + at - now.lo[:, None]  # absolute positions: prefix columns 0.., own columns after lo
+    before = 0 if now.prefix_len is None else now.prefix_len[:, None]
+    q_pos = before + at - now.lo[:, None]  # absolute positions: preamble columns 0.., own columns after lo
     if sliding_window is not None:
-        k_pos = prefix_len + column[None, :] - now.lo[:, None]  # (rows, width)
+        k_pos = before + column[None, :] - now.lo[:, None]  # (rows, width)
         visible &= (q_pos[:, :, None] - k_pos[:, None, :]) < sliding_window
     mask = visible[:, None, None].expand(rows, 1, groups, q_len, width).reshape(rows, 1, groups * q_len, width)
     scores = scores.masked_fill(~mask, float("-inf"))
-    if prefix_len:
-        prefix_k, prefix_v = buffers.prefix[layer]  # type: ignore[index]
-        # every row's queries against the prefix held once: (kv, rows * gq, dim) @ (kv, dim, prefix)
-        stacked = grouped.transpose(0, 1).reshape(kv_heads, rows * groups * q_len, dim)
-        pre = torch.matmul(stacked, prefix_k[0].transpose(-1, -2)) * scale
-        pre = pre.reshape(kv_heads, rows, groups * q_len, prefix_len).transpose(0, 1)
-        if sliding_window is not None:
-            grouped_pos = q_pos[:, None, None, :].expand(rows, 1, groups, q_len).reshape(rows, 1, groups * q_len, 1)
-            seen = (grouped_pos - torch.arange(prefix_len, device=query.device)) < sliding_window
-            pre = pre.masked_fill(~seen, float("-inf"))
+    # each span's rows against its preamble held once: (kv, rows * gq, dim) @ (kv, dim, preamble)
+    widest = max((buffers.prefix_lens[p] for p, _ in now.spans), default=0)
+    if now.spans:
+        grouped_pos = q_pos[:, None, None, :].expand(rows, 1, groups, q_len).reshape(rows, 1, groups * q_len, 1)
+        if now.spans[0][1] is None:  # one preamble for every row
+            pre = _prefix_scores(grouped, grouped_pos, buffers, now.spans[0][0], layer, scale, sliding_window)
+        else:  # several: each row's scores padded to the widest, the padding weightless
+            pre = scores.new_full((rows, kv_heads, groups * q_len, widest), float("-inf"))
+            for p, members in now.spans:
+                assert members is not None
+                part = _prefix_scores(grouped[members], grouped_pos[members], buffers, p, layer, scale, sliding_window)
+                pre[members, :, :, : buffers.prefix_lens[p]] = part
         scores = torch.cat([pre, scores], dim=-1)
     probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
-    out = torch.matmul(probs[..., prefix_len:], own_v)  # (rows, kv, gq, dim)
-    if prefix_len:
-        part = probs[..., :prefix_len].transpose(0, 1).reshape(kv_heads, rows * groups * q_len, prefix_len)
-        out = out + torch.matmul(part, prefix_v[0]).reshape(kv_heads, rows, groups * q_len, dim).transpose(0, 1)
+    out = torch.matmul(probs[..., widest:], own_v)  # (rows, kv, gq, dim)
+    for p, members in now.spans:
+        length = buffers.prefix_lens[p]
+        _, prefix_v = buffers.prefixes[p][layer]  # type: ignore[index]
+        weights = probs if members is None else probs[members]
+        n = weights.shape[0]
+        part = weights[..., :length].transpose(0, 1).reshape(kv_heads, n * groups * q_len, length)
+        read = torch.matmul(part, prefix_v[0]).reshape(kv_heads, n, groups * q_len, dim).transpose(0, 1)
+        if members is None:
+            out = out + read
+        else:
+            out.index_add_(0, members, read)
     return out.reshape(rows, heads, q_len, dim).transpose(1, 2).contiguous()
+
+
+def _prefix_scores(
+    grouped: torch.Tensor,
+    grouped_pos: torch.Tensor,
+    buffers: SlotBuffers,
+    index: int,
+    layer: int,
+    scale: float,
+    sliding_window: int | None,
+) -> torch.Tensor:
+    """Scores (rows, kv, gq, preamble) of grouped queries (rows, kv, gq, dim) against preamble `index`."""
+    rows, kv_heads, gq, dim = grouped.shape
+    length = buffers.prefix_lens[index]
+    prefix_k, _ = buffers.prefixes[index][layer]  # type: ignore[index]
+    stacked = grouped.transpose(0, 1).reshape(kv_heads, rows * gq, dim)
+    pre = torch.matmul(stacked, prefix_k[0].transpose(-1, -2)) * scale
+    pre = pre.reshape(kv_heads, rows, gq, length).transpose(0, 1)
+    if sliding_window is not None:
+        seen = (grouped_pos - torch.arange(length, device=grouped.device)) < sliding_window
+        pre = pre.masked_fill(~seen, float("-inf"))
+    return pre
