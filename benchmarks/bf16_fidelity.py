@@ -1,0 +1,140 @@
+"""bf16 fidelity: harness vs lm-eval 0.4.13's HFLM, both in bfloat16 on the CPU, and lm-eval vs itself.
+
+`--dtype bfloat16` is the default on CUDA. In bf16 every difference in how a number is computed
+(packing, a shared preamble prefilled once and attended in two parts, continuous batching, padding,
+batch shapes) can round differently, so "agrees with lm-eval" is measured against a yardstick:
+how well lm-eval agrees with itself at two batch sizes (--batch-sizes, default 1 and 8).
+
+The model is loaded once through harness (bf16), and lm-eval's HFLM loads the same weights in
+bf16 once per batch size. Requests are built as mmlu_vs_lmeval.py / generation_vs_lmeval.py build
+them (lm-eval's own task objects) and sent to each runner's loglikelihood / generate_until:
+
+  MMLU 0-shot, the five subjects of mmlu_vs_lmeval.py: per question the argmax log-likelihood
+      (acc's prediction) of every pair, max and mean |Δ log-likelihood|, acc of each runner;
+  BBH few-shot boolean_expressions + navigate, greedy: identical outputs of every pair.
+
+With --float32, harness vs lm-eval (first batch size) once more in float32 on MMLU, for contrast.
+
+    python benchmarks/bf16_fidelity.py --mmlu-limit 40 --bbh-limit 10        # a quick slice
+    python benchmarks/bf16_fidelity.py --float32                              # 817 questions, 2 x 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+from pathlib import Path
+
+from generation_vs_lmeval import PRESETS, build_requests
+from mmlu_vs_lmeval import FIVE
+
+
+def argmax_by_question(requests: list, lls: list[float]) -> dict[tuple, int]:
+    """(task, doc_id) -> the index of its highest log-likelihood choice (the first of equal ones)."""
+    best: dict[tuple, tuple[float, int]] = {}
+    for req, ll in zip(requests, lls):
+        key, choice = (req.task_name, req.doc_id), req.idx
+        if key not in best or ll > best[key][0]:
+            best[key] = (ll, choice)
+    return {key: choice for key, (_, choice) in best.items()}
+
+
+def ties(requests: list, lls: list[float]) -> int:
+    """Questions whose two highest log-likelihoods are exactly equal (bf16 rounding makes these)."""
+    by: dict[tuple, list[float]] = {}
+    for req, ll in zip(requests, lls):
+        by.setdefault((req.task_name, req.doc_id), []).append(ll)
+    return sum(len(v) > 1 and sorted(v)[-1] == sorted(v)[-2] for v in by.values())
+
+
+def mmlu_table(requests: list, results: dict[str, list[float]]) -> None:
+    preds = {label: argmax_by_question(requests, lls) for label, lls in results.items()}
+    gold = {(r.task_name, r.doc_id): r.doc["answer"] for r in requests}
+    n = len(gold)
+    print(f"{'pair':<44}{'same argmax':>14}{'max |Δll|':>11}{'mean |Δll|':>12}")
+    for a, b in itertools.combinations(results, 2):
+        same = sum(preds[a][k] == preds[b][k] for k in gold)
+        deltas = [abs(x - y) for x, y in zip(results[a], results[b])]
+        print(f"{a + ' vs ' + b:<44}{f'{same}/{n}':>14}{max(deltas):>11.4f}{sum(deltas) / len(deltas):>12.4f}")
+    for label in results:
+        acc = sum(preds[label][k] == gold[k] for k in gold) / n
+        print(f"  {label:<30} acc {100 * acc:6.2f}   questions with a tie at the top: {ties(requests, results[label])}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default="../shared/data")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--subjects", default=FIVE)
+    ap.add_argument("--mmlu-limit", type=int, default=None, help="questions per subject (default: all)")
+    ap.add_argument("--bbh-limit", type=int, default=PRESETS["bbh"][1], help="documents per BBH task")
+    ap.add_argument("--batch-sizes", default="1,8", help="lm-eval's two batch sizes (the yardstick)")
+    ap.add_argument("--skip-mmlu", action="store_true")
+    ap.add_argument("--skip-bbh", action="store_true")
+    ap.add_argument("--float32", action="store_true", help="also harness vs lm-eval in float32 on MMLU")
+    args = ap.parse_args()
+    data = Path(args.data_dir)
+    if not (data / "mmlu/data/test").is_dir() or not (data / "bbh/bbh").is_dir():
+        print(f"skipped: no MMLU and BBH mirror under {args.data_dir} (expected mmlu/data/test, bbh/bbh)")
+        return 0
+    logging.basicConfig(level=logging.ERROR)
+    for name in ("lm_eval", "transformers", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.mirror import resolve_data_dir
+    from harness.models.catalog import load_model
+    from harness.models.hf import HarnessLM
+    from harness.tasks import build_task_manager
+
+    tm = build_task_manager(data_dir=resolve_data_dir(args.data_dir))
+    subjects = ",".join(f"mmlu_{s}" for s in args.subjects.split(","))
+    mmlu = [] if args.skip_mmlu else build_requests(tm, subjects, args.mmlu_limit, None)
+    bbh = [] if args.skip_bbh else build_requests(tm, PRESETS["bbh"][0], args.bbh_limit, None)
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+
+    def runners(dtype: str, batch_sizes: list[int]) -> dict:
+        loaded = load_model(args.model, dtype=dtype)
+        out = {f"harness {dtype}": HarnessLM(loaded=loaded)}
+        for b in batch_sizes:
+            out[f"lm-eval {dtype} b{b}"] = HFLM(
+                pretrained=loaded.identity["weights"], device="cpu", dtype=dtype, batch_size=b
+            )
+        return out
+
+    def measure(lms: dict, reqs: list, method: str) -> dict[str, list]:
+        results = {}
+        for label, lm in lms.items():
+            t0 = time.perf_counter()
+            results[label] = getattr(lm, method)(reqs, disable_tqdm=True)
+            print(f"  {method} {label}: {time.perf_counter() - t0:.1f} s", flush=True)
+        return results
+
+    lms = runners("bfloat16", sizes)
+    head = f"{args.model} on cpu, {torch.get_num_threads()} thread(s)"
+    mmlu_ll = measure(lms, mmlu, "loglikelihood") if mmlu else {}
+    bbh_out = measure(lms, bbh, "generate_until") if bbh else {}
+    if mmlu:
+        questions = len({(r.task_name, r.doc_id) for r in mmlu})
+        print(f"\nMMLU 0-shot bf16, {args.subjects}, {questions} questions ({len(mmlu)} requests); {head}")
+        mmlu_table(mmlu, {k: [ll for ll, _ in v] for k, v in mmlu_ll.items()})
+    if bbh:
+        print(f"\nBBH few-shot bf16, {PRESETS['bbh'][0]}, {args.bbh_limit} docs each, greedy; {head}")
+        for a, b in itertools.combinations(bbh_out, 2):
+            same = sum(x == y for x, y in zip(bbh_out[a], bbh_out[b]))
+            print(f"  identical outputs, {a} vs {b}: {same}/{len(bbh)}")
+    if args.float32 and mmlu:
+        del lms
+        f32 = measure(runners("float32", sizes[:1]), mmlu, "loglikelihood")
+        print(f"\nMMLU 0-shot float32 (contrast), same questions; {head}")
+        mmlu_table(mmlu, {k: [ll for ll, _ in v] for k, v in f32.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
