@@ -13,7 +13,8 @@ them (lm-eval's own task objects) and sent to each runner's loglikelihood / gene
       (acc's prediction) of every pair, max and mean |Δ log-likelihood|, acc of each runner;
   BBH few-shot boolean_expressions + navigate, greedy: identical outputs of every pair.
 
-With --float32, harness vs lm-eval (first batch size) once more in float32 on MMLU, for contrast.
+With --float32, both once more in float32 (lm-eval at --float32-batch-size): harness vs lm-eval in
+float32 for contrast, and every bf16 run against lm-eval's float32 answers (how far bf16 moves each).
 
     python benchmarks/bf16_fidelity.py --mmlu-limit 40 --bbh-limit 10        # a quick slice
     python benchmarks/bf16_fidelity.py --float32                              # 817 questions, 2 x 50
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import sys
 import time
@@ -50,18 +52,24 @@ def ties(requests: list, lls: list[float]) -> int:
     return sum(len(v) > 1 and sorted(v)[-1] == sorted(v)[-2] for v in by.values())
 
 
-def mmlu_table(requests: list, results: dict[str, list[float]]) -> None:
+def mmlu_table(requests: list, results: dict[str, list[float]], pairs: list[tuple[str, str]]) -> None:
     preds = {label: argmax_by_question(requests, lls) for label, lls in results.items()}
     gold = {(r.task_name, r.doc_id): r.doc["answer"] for r in requests}
     n = len(gold)
     print(f"{'pair':<44}{'same argmax':>14}{'max |Δll|':>11}{'mean |Δll|':>12}")
-    for a, b in itertools.combinations(results, 2):
+    for a, b in pairs:
         same = sum(preds[a][k] == preds[b][k] for k in gold)
         deltas = [abs(x - y) for x, y in zip(results[a], results[b])]
         print(f"{a + ' vs ' + b:<44}{f'{same}/{n}':>14}{max(deltas):>11.4f}{sum(deltas) / len(deltas):>12.4f}")
     for label in results:
         acc = sum(preds[label][k] == gold[k] for k in gold) / n
         print(f"  {label:<30} acc {100 * acc:6.2f}   questions with a tie at the top: {ties(requests, results[label])}")
+
+
+def bbh_table(outputs: dict[str, list[str]], pairs: list[tuple[str, str]]) -> None:
+    for a, b in pairs:
+        same = sum(x == y for x, y in zip(outputs[a], outputs[b]))
+        print(f"  identical outputs, {a} vs {b}: {same}/{len(outputs[a])}")
 
 
 def main() -> int:
@@ -74,7 +82,11 @@ def main() -> int:
     ap.add_argument("--batch-sizes", default="1,8", help="lm-eval's two batch sizes (the yardstick)")
     ap.add_argument("--skip-mmlu", action="store_true")
     ap.add_argument("--skip-bbh", action="store_true")
-    ap.add_argument("--float32", action="store_true", help="also harness vs lm-eval in float32 on MMLU")
+    ap.add_argument(
+        "--float32", action="store_true", help="also both in float32: the contrast, and each bf16 run vs it"
+    )
+    ap.add_argument("--float32-batch-size", type=int, default=8, help="lm-eval's batch size in float32")
+    ap.add_argument("--dump", default=None, help="write every runner's log-likelihoods and outputs to this JSON file")
     args = ap.parse_args()
     data = Path(args.data_dir)
     if not (data / "mmlu/data/test").is_dir() or not (data / "bbh/bbh").is_dir():
@@ -115,24 +127,31 @@ def main() -> int:
             print(f"  {method} {label}: {time.perf_counter() - t0:.1f} s", flush=True)
         return results
 
-    lms = runners("bfloat16", sizes)
     head = f"{args.model} on cpu, {torch.get_num_threads()} thread(s)"
-    mmlu_ll = measure(lms, mmlu, "loglikelihood") if mmlu else {}
-    bbh_out = measure(lms, bbh, "generate_until") if bbh else {}
+    lls, outs = {}, {}
+    for dtype, batch_sizes in (
+        ("bfloat16", sizes),
+        *((("float32", [args.float32_batch_size]),) if args.float32 else ()),
+    ):
+        lms = runners(dtype, batch_sizes)
+        if mmlu:
+            lls.update({k: [ll for ll, _ in v] for k, v in measure(lms, mmlu, "loglikelihood").items()})
+        if bbh:
+            outs.update(measure(lms, bbh, "generate_until"))
+        del lms
+    bf16 = [label for label in (lls or outs) if "bfloat16" in label]
+    f32 = [label for label in (lls or outs) if "float32" in label]
+    # each bf16 run against lm-eval in float32: how far bf16 rounding moves it from the fp32 answers
+    pairs = list(itertools.combinations(bf16, 2)) + ([tuple(f32)] if f32 else []) + [(b, f32[-1]) for b in bf16 if f32]
     if mmlu:
         questions = len({(r.task_name, r.doc_id) for r in mmlu})
-        print(f"\nMMLU 0-shot bf16, {args.subjects}, {questions} questions ({len(mmlu)} requests); {head}")
-        mmlu_table(mmlu, {k: [ll for ll, _ in v] for k, v in mmlu_ll.items()})
+        print(f"\nMMLU 0-shot, {args.subjects}, {questions} questions ({len(mmlu)} requests); {head}")
+        mmlu_table(mmlu, lls, pairs)
     if bbh:
-        print(f"\nBBH few-shot bf16, {PRESETS['bbh'][0]}, {args.bbh_limit} docs each, greedy; {head}")
-        for a, b in itertools.combinations(bbh_out, 2):
-            same = sum(x == y for x, y in zip(bbh_out[a], bbh_out[b]))
-            print(f"  identical outputs, {a} vs {b}: {same}/{len(bbh)}")
-    if args.float32 and mmlu:
-        del lms
-        f32 = measure(runners("float32", sizes[:1]), mmlu, "loglikelihood")
-        print(f"\nMMLU 0-shot float32 (contrast), same questions; {head}")
-        mmlu_table(mmlu, {k: [ll for ll, _ in v] for k, v in f32.items()})
+        print(f"\nBBH few-shot, {PRESETS['bbh'][0]}, {args.bbh_limit} docs each, greedy; {head}")
+        bbh_table(outs, pairs)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({"loglikelihood": lls, "generate_until": outs}))
     return 0
 
 
