@@ -61,7 +61,7 @@ def mmlu_table(requests: list, results: dict[str, list[float]], pairs: list[tupl
         same = sum(preds[a][k] == preds[b][k] for k in gold)
         deltas = [abs(x - y) for x, y in zip(results[a], results[b])]
         print(f"{a + ' vs ' + b:<44}{f'{same}/{n}':>14}{max(deltas):>11.4f}{sum(deltas) / len(deltas):>12.4f}")
-    for label in results:
+    for label in dict.fromkeys(x for pair in pairs for x in pair):
         acc = sum(preds[label][k] == gold[k] for k in gold) / n
         print(f"  {label:<30} acc {100 * acc:6.2f}   questions with a tie at the top: {ties(requests, results[label])}")
 
@@ -77,6 +77,7 @@ def main() -> int:
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--subjects", default=FIVE)
+    ap.add_argument("--shots", type=int, default=0, help="MMLU's few-shot examples (5: a cached preamble, cascade)")
     ap.add_argument("--mmlu-limit", type=int, default=None, help="questions per subject (default: all)")
     ap.add_argument("--bbh-limit", type=int, default=PRESETS["bbh"][1], help="documents per BBH task")
     ap.add_argument("--batch-sizes", default="1,8", help="lm-eval's two batch sizes (the yardstick)")
@@ -106,7 +107,7 @@ def main() -> int:
 
     tm = build_task_manager(data_dir=resolve_data_dir(args.data_dir))
     subjects = ",".join(f"mmlu_{s}" for s in args.subjects.split(","))
-    mmlu = [] if args.skip_mmlu else build_requests(tm, subjects, args.mmlu_limit, None)
+    mmlu = [] if args.skip_mmlu else build_requests(tm, subjects, args.mmlu_limit, None, args.shots)
     bbh = [] if args.skip_bbh else build_requests(tm, PRESETS["bbh"][0], args.bbh_limit, None)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
 
@@ -128,7 +129,9 @@ def main() -> int:
         return results
 
     head = f"{args.model} on cpu, {torch.get_num_threads()} thread(s)"
-    lls, outs = {}, {}
+    lls: dict[str, list[float]] = {}
+    outs: dict[str, list[str]] = {}
+    # bf16 first, its tables printed before float32 starts (a long invocation cut short keeps them)
     for dtype, batch_sizes in (
         ("bfloat16", sizes),
         *((("float32", [args.float32_batch_size]),) if args.float32 else ()),
@@ -139,19 +142,19 @@ def main() -> int:
         if bbh:
             outs.update(measure(lms, bbh, "generate_until"))
         del lms
-    bf16 = [label for label in (lls or outs) if "bfloat16" in label]
-    f32 = [label for label in (lls or outs) if "float32" in label]
-    # each bf16 run against lm-eval in float32: how far bf16 rounding moves it from the fp32 answers
-    pairs = list(itertools.combinations(bf16, 2)) + ([tuple(f32)] if f32 else []) + [(b, f32[-1]) for b in bf16 if f32]
-    if mmlu:
-        questions = len({(r.task_name, r.doc_id) for r in mmlu})
-        print(f"\nMMLU 0-shot, {args.subjects}, {questions} questions ({len(mmlu)} requests); {head}")
-        mmlu_table(mmlu, lls, pairs)
-    if bbh:
-        print(f"\nBBH few-shot, {PRESETS['bbh'][0]}, {args.bbh_limit} docs each, greedy; {head}")
-        bbh_table(outs, pairs)
-    if args.dump:
-        Path(args.dump).write_text(json.dumps({"loglikelihood": lls, "generate_until": outs}))
+        bf16 = [label for label in (lls or outs) if "bfloat16" in label]
+        f32 = [label for label in (lls or outs) if "float32" in label]
+        # float32: harness vs lm-eval, and each bf16 run against lm-eval's float32 answers
+        pairs = [tuple(f32)] + [(b, f32[-1]) for b in bf16] if f32 else list(itertools.combinations(bf16, 2))
+        if mmlu:
+            questions = len({(r.task_name, r.doc_id) for r in mmlu})
+            print(f"\nMMLU {args.shots}-shot, {args.subjects}, {questions} questions ({len(mmlu)} requests); {head}")
+            mmlu_table(mmlu, lls, pairs)
+        if bbh:
+            print(f"\nBBH few-shot, {PRESETS['bbh'][0]}, {args.bbh_limit} docs each, greedy; {head}")
+            bbh_table(outs, pairs)
+        if args.dump:
+            Path(args.dump).write_text(json.dumps({"loglikelihood": lls, "generate_until": outs}))
     return 0
 
 
