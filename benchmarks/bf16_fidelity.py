@@ -9,8 +9,8 @@ The model is loaded once through harness (bf16), and lm-eval's HFLM loads the sa
 bf16 once per batch size. Requests are built as mmlu_vs_lmeval.py / generation_vs_lmeval.py build
 them (lm-eval's own task objects) and sent to each runner's loglikelihood / generate_until:
 
-  MMLU 0-shot (--shots N: N-shot), the five subjects of mmlu_vs_lmeval.py: per question the argmax log-likelihood
-      (acc's prediction) of every pair, max and mean |Δ log-likelihood|, acc of each runner;
+  MMLU 0-shot (--shots N: N-shot), the five subjects of mmlu_vs_lmeval.py: per question the
+      argmax log-likelihood (acc's prediction) of every pair, max and mean |Δ log-likelihood|, acc of each runner;
   BBH few-shot boolean_expressions + navigate, greedy: identical outputs of every pair.
 
 With --float32, both once more in float32 (lm-eval at --float32-batch-size): harness vs lm-eval in
@@ -18,8 +18,8 @@ float32 for contrast, and every bf16 run against lm-eval's float32 answers (how 
 
     python benchmarks/bf16_fidelity.py --mmlu-limit 40 --bbh-limit 10        # a quick slice
     python benchmarks/bf16_fidelity.py --batch-sizes 1,8,32 --float32         # 817 questions, 2 x 50
-    python benchmarks/bf16_fidelity.py --shots 5 --subjects abstract_algebra,anatomy,marketing \
-        --mmlu-limit 60 --skip-bbh --float32                                 # the cascade (preambles >= 128)
+    python benchmarks/bf16_fidelity.py --shots 5 --subjects abstract_algebra,anatomy,marketing
+        --mmlu-limit 60 --skip-bbh --float32         # (one line) 5-shot: preambles >= 128 tokens, cascade
 """
 
 from __future__ import annotations
