@@ -35,11 +35,14 @@ PRESETS = {
 }
 
 
-def build_requests(tm, tasks: str, limit: int, max_gen_toks: int | None) -> list:
-    """The generate_until requests lm-eval's evaluator sends: each instance `repeats` times."""
+def build_requests(tm, tasks: str, limit: int, max_gen_toks: int | None, num_fewshot: int | None = None) -> list:
+    """The requests lm-eval's evaluator sends (num_fewshot overriding the tasks' own, as simple_evaluate
+    does): each instance `repeats` times."""
     requests = []
     for name in tasks.split(","):
         task = tm.load([name])["tasks"][name]
+        if num_fewshot is not None:
+            task.set_config(key="num_fewshot", value=num_fewshot)
         task.set_fewshot_seed(seed=1234)
         task.build_all_requests(limit=limit, rank=0, world_size=1)
         for inst in task.instances:

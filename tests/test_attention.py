@@ -92,3 +92,56 @@ def test_a_prefix_some_rows_do_not_fully_see_is_joined_to_each_row_instead():
     full_key = torch.cat([prefix_key.expand(rows, -1, -1, -1), key], dim=2)
     full_value = torch.cat([prefix_value.expand(rows, -1, -1, -1), value], dim=2)
     torch.testing.assert_close(out, reference(query, full_key, full_value, mask, 1), atol=2e-6, rtol=1e-5)
+
+
+def bf16_errors(out_ours, query, full_key, full_value, allowed, groups):
+    """Mean |error| against float64 of ours and of torch's SDPA on the same bf16 inputs (what
+    transformers runs for lm-eval's HFLM in bf16)."""
+    exact = reference(query.double(), full_key.double(), full_value.double(), allowed, groups)
+    torch_bf16 = reference(query, full_key, full_value, allowed, groups)
+    return (out_ours.double() - exact).abs().mean(), (torch_bf16.double() - exact).abs().mean()
+
+
+def test_bf16_slot_attention_is_as_close_to_float64_as_torch_sdpa_in_bf16():
+    # continuous batching's attention: a bf16 matmul would round every score before the softmax
+    from harness.models.slots import Pass, SlotBuffers, slot_attention
+
+    torch.manual_seed(5)
+    rows, heads, groups, q_len, cached, dim = 4, 9, 3, 100, 200, 64
+    config = SimpleNamespace(
+        num_attention_heads=heads,
+        num_key_value_heads=heads // groups,
+        num_hidden_layers=1,
+        hidden_size=heads * dim,
+        head_dim=dim,
+    )
+    model = SimpleNamespace(config=config, dtype=torch.bfloat16, device=torch.device("cpu"))
+    buffers = SlotBuffers(model, rows, q_len + 1)
+    prefix_key, prefix_value = (
+        torch.randn(2, 1, heads // groups, cached, dim) * torch.tensor([2.0, 1.0])[:, None, None, None, None]
+    ).bfloat16()
+    scratch = SlotBuffers(model, 1, cached)  # the preamble's slot, taken as the rows' held preamble
+    scratch.keys[0][0], scratch.values[0][0] = prefix_key[0], prefix_value[0]
+    held = buffers.hold_prefix(scratch.take_prefix(0, cached), cached)
+    zero = torch.zeros(rows, dtype=torch.long)
+    buffers.current = Pass.of(0, zero, zero, [held] * rows, buffers)  # an admission group: whole prompts
+    query = (2 * torch.randn(rows, heads, q_len, dim)).bfloat16()
+    key, value = (
+        torch.randn(2, rows, heads // groups, q_len, dim) * torch.tensor([2.0, 1.0])[:, None, None, None, None]
+    ).bfloat16()
+    module = SimpleNamespace(layer_idx=0)
+    out = slot_attention(module, query, key, value, buffers, None, None)
+    allowed = torch.ones(rows, 1, q_len, cached + q_len, dtype=torch.bool).tril(cached)
+    full_key = torch.cat([prefix_key.expand(rows, -1, -1, -1), key], dim=2)
+    full_value = torch.cat([prefix_value.expand(rows, -1, -1, -1), value], dim=2)
+    assert out.dtype == torch.bfloat16
+    ours, torch_bf16 = bf16_errors(out, query, full_key, full_value, allowed, groups)
+    assert ours <= torch_bf16
+    # then a decoding step: one new query, key and value per row, written at column q_len
+    buffers.current = Pass.of(0, torch.full((rows,), q_len), zero, [held] * rows, buffers)
+    query = (2 * torch.randn(rows, heads, 1, dim)).bfloat16()
+    key, value = torch.randn(2, rows, heads // groups, 1, dim).bfloat16()
+    out = slot_attention(module, query, key, value, buffers, None, None)
+    full_key, full_value = torch.cat([full_key, key], dim=2), torch.cat([full_value, value], dim=2)
+    ours, torch_bf16 = bf16_errors(out, query, full_key, full_value, None, groups)
+    assert ours <= torch_bf16

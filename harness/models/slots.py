@@ -15,6 +15,11 @@ its keys, held once: no per-row copy, no repeat per query-head group; with sever
 pass each row's scores are padded to the longest, the padding weightless) and each row's own
 columns up to its own (masked per row: its padding and unwritten columns take no weight). Sliding-window
 layers (Gemma 3) mask by absolute position, as transformers' sliding-window mask does.
+
+A model in bfloat16 or float16 keeps its slots in float32 (the keys and values are its own, held
+exactly) and attends in float32: transformers' SDPA kernels compute the scores and the softmax in
+float32 and round only the output, while a bf16 matmul would round every score (an error of
+|score| / 256 in a logit of the softmax), several times the kernel's error in the attention output.
 """
 
 from __future__ import annotations
@@ -55,6 +60,11 @@ class Pass:
         return Pass(first, base, lo, spans, lengths)
 
 
+def slot_dtype(model: Any) -> torch.dtype:
+    """The slots' dtype: the model's, at least float32 (see the module's doc)."""
+    return torch.promote_types(model.dtype, torch.float32)
+
+
 def _kv_layout(model: Any) -> tuple[int, int, int]:
     """(layers, kv heads, head dim) of a decoder's KV cache."""
     cfg = getattr(model.config, "text_config", None) or model.config
@@ -70,7 +80,7 @@ class SlotBuffers:
     def __init__(self, model: Any, slots: int, width: int) -> None:
         layers, kv_heads, head_dim = _kv_layout(model)
         shape = (slots, kv_heads, width, head_dim)
-        dtype, device = model.dtype, model.device
+        dtype, device = slot_dtype(model), model.device
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
         self.prefixes: list[list[tuple[torch.Tensor, torch.Tensor]] | None] = []
@@ -80,7 +90,7 @@ class SlotBuffers:
     @staticmethod
     def bytes_per_slot(model: Any, width: int) -> int:
         layers, kv_heads, head_dim = _kv_layout(model)
-        return 2 * layers * kv_heads * head_dim * width * model.dtype.itemsize
+        return 2 * layers * kv_heads * head_dim * width * slot_dtype(model).itemsize
 
     def take_prefix(self, slot: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Slot `slot`'s first `length` columns, per layer (copied out: the slot is reused)."""
@@ -125,15 +135,15 @@ def slot_attention(
     live = slice(now.first, now.first + rows)
     if q_len == 1:
         index = torch.arange(now.first, now.first + rows, device=key.device)
-        keys[index, :, now.base] = key[:, :, 0]
-        values[index, :, now.base] = value[:, :, 0]
+        keys[index, :, now.base] = key[:, :, 0].to(keys.dtype)
+        values[index, :, now.base] = value[:, :, 0].to(values.dtype)
         width = int(now.base.max()) + 1
         return _attend(query, 0, width, keys[live], values[live], now, buffers, layer, scaling, sliding_window)
     # an admission group: every row writes the same columns (left-padded prompts), and its queries
     # go in blocks, each against the columns up to its last (a query never sees a later one)
     start = int(now.base[0])
-    keys[live, :, start : start + q_len] = key
-    values[live, :, start : start + q_len] = value
+    keys[live, :, start : start + q_len] = key.to(keys.dtype)
+    values[live, :, start : start + q_len] = value.to(values.dtype)
     blocks = [
         _attend(
             query[:, :, a : a + QUERY_BLOCK],
@@ -171,7 +181,7 @@ def _attend(
     own_k, own_v = keys[:, :, :width], values[:, :, :width]
     scale = scaling if scaling is not None else dim**-0.5
     # (rows, kv heads, groups * q, dim): head h reads kv head h // groups, as repeat_kv lays them out
-    grouped = query.reshape(rows, kv_heads, groups * q_len, dim)
+    grouped = query.to(keys.dtype).reshape(rows, kv_heads, groups * q_len, dim)
     scores = torch.matmul(grouped, own_k.transpose(-1, -2)) * scale  # (rows, kv, gq, width)
     column = torch.arange(width, device=query.device)
     at = now.base[:, None] + offset + torch.arange(q_len, device=query.device)[None, :]  # (rows, q): query columns
@@ -197,7 +207,7 @@ def _attend(
                 part = _prefix_scores(grouped[members], grouped_pos[members], buffers, p, layer, scale, sliding_window)
                 pre[members, :, :, : buffers.prefix_lens[p]] = part
         scores = torch.cat([pre, scores], dim=-1)
-    probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
+    probs = torch.softmax(scores.float(), dim=-1).to(keys.dtype)
     out = torch.matmul(probs[..., widest:], own_v)  # (rows, kv, gq, dim)
     for p, members in now.spans:
         length = buffers.prefix_lens[p]
@@ -210,7 +220,7 @@ def _attend(
             out = out + read
         else:
             out.index_add_(0, members, read)
-    return out.reshape(rows, heads, q_len, dim).transpose(1, 2).contiguous()
+    return out.reshape(rows, heads, q_len, dim).transpose(1, 2).to(query.dtype).contiguous()
 
 
 def _prefix_scores(
