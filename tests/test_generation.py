@@ -374,6 +374,35 @@ def test_continuous_batching_refills_freed_rows_and_equals_generate_alone(harnes
 
 
 @pytest.mark.model
+def test_an_empty_prompt_generates_from_the_prefix_token(harness_lm):
+    # nothing to condition on: the row starts from the prefix token (BOS, else EOS), as lm-eval's
+    # loglikelihood does for an empty context: alone in its batch and beside an ordinary row
+    from lm_eval.models.utils import postprocess_generated_text
+
+    from harness.models.hf import HarnessLM
+
+    until, max_new = ["\n\n"], 12
+    start = torch.tensor([[harness_lm.prefix_token_id]])
+    ref = harness_lm.model.generate(
+        input_ids=start,
+        attention_mask=torch.ones_like(start),
+        max_new_tokens=max_new,
+        do_sample=False,
+        pad_token_id=harness_lm.tokenizer.pad_token_id,
+    )[0, 1:].tolist()
+    eos = harness_lm.tok_decode(harness_lm.eot_token_id, skip_special_tokens=False)
+    expected = postprocess_generated_text(harness_lm.tok_decode(ref), until + [eos], None)
+    other = "Q: What is 2 + 2?\nA:"
+    for slots in (2, 1):
+        ours_lm = HarnessLM(loaded=harness_lm.loaded, gen_batch_size=slots)
+        ours = ours_lm.generate_until(requests({"until": until, "max_gen_toks": max_new}, ["", other]), True)
+        assert ours[0] == expected
+        assert ours[1] == postprocess_generated_text(
+            harness_lm.tok_decode(reference_generate(harness_lm, other, until, max_new)), until + [eos], None
+        )
+
+
+@pytest.mark.model
 def test_continuous_batching_keeps_gemma_sliding_windows(gemma_lm):
     # Gemma 3's local layers see the last 512 positions only: prompts longer than that, after a
     # shared preamble, must decode as model.generate decodes each alone

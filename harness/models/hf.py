@@ -337,7 +337,8 @@ class HarnessLM(TemplateLM):
             # under sampling the n-th identical request (a self-consistency repeat) gets the n-th noise stream
             repeats: dict[tuple, int] = defaultdict(int)
             for i in members:
-                encoded = tuple(self.tok_encode(requests[i].args[0]))
+                # an empty prompt starts from the prefix token, as lm-eval scores an empty context
+                encoded = tuple(self.tok_encode(requests[i].args[0])) or (self.prefix_token_id,)
                 if len(encoded) > max_ctx_len:
                     encoded = encoded[-max_ctx_len:]
                     self.work.truncated(1)
