@@ -318,12 +318,13 @@ def test_bad_value_in_a_task_yaml_is_a_user_error_naming_the_task(harness_lm):
 
 
 # ------------------------------------------------------------------ continuous batching
-def reference_generate(lm, prompt: str, until: list[str], max_new: int) -> list[int]:
+def reference_generate(lm, prompt: str, until: list[str], max_new: int, ids: list[int] | None = None) -> list[int]:
     """transformers' model.generate on one prompt alone (no padding, no cache tricks), lm-eval's stop
-    criteria: the tokens up to and including the one that completes a stop string."""
+    criteria: the tokens up to and including the one that completes a stop string. ids: the prompt's
+    tokens where they are not its encoding."""
     from lm_eval.models.utils_hf import stop_sequences_criteria
 
-    ids = torch.tensor([lm.tok_encode(prompt)])
+    ids = torch.tensor([lm.tok_encode(prompt) if ids is None else ids])
     out = lm.model.generate(
         input_ids=ids,
         attention_mask=torch.ones_like(ids),
@@ -382,24 +383,17 @@ def test_an_empty_prompt_generates_from_the_prefix_token(harness_lm):
     from harness.models.hf import HarnessLM
 
     until, max_new = ["\n\n"], 12
-    start = torch.tensor([[harness_lm.prefix_token_id]])
-    ref = harness_lm.model.generate(
-        input_ids=start,
-        attention_mask=torch.ones_like(start),
-        max_new_tokens=max_new,
-        do_sample=False,
-        pad_token_id=harness_lm.tokenizer.pad_token_id,
-    )[0, 1:].tolist()
-    eos = harness_lm.tok_decode(harness_lm.eot_token_id, skip_special_tokens=False)
-    expected = postprocess_generated_text(harness_lm.tok_decode(ref), until + [eos], None)
     other = "Q: What is 2 + 2?\nA:"
+    eos = harness_lm.tok_decode(harness_lm.eot_token_id, skip_special_tokens=False)
+    refs = [
+        reference_generate(harness_lm, "", until, max_new, ids=[harness_lm.prefix_token_id]),
+        reference_generate(harness_lm, other, until, max_new),
+    ]
+    expected = [postprocess_generated_text(harness_lm.tok_decode(t), until + [eos], None) for t in refs]
     for slots in (2, 1):
         ours_lm = HarnessLM(loaded=harness_lm.loaded, gen_batch_size=slots)
         ours = ours_lm.generate_until(requests({"until": until, "max_gen_toks": max_new}, ["", other]), True)
-        assert ours[0] == expected
-        assert ours[1] == postprocess_generated_text(
-            harness_lm.tok_decode(reference_generate(harness_lm, other, until, max_new)), until + [eos], None
-        )
+        assert ours == expected
 
 
 @pytest.mark.model
