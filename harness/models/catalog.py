@@ -165,23 +165,42 @@ def check_gguf(gguf: Path) -> None:
         raise UnknownModelError(f"model '{gguf}': not a GGUF file (it does not start with the GGUF magic bytes)")
     size = gguf.stat().st_size
     try:
-        try:
-            from transformers.integrations.gguf.reader import GgufHeader
-        except ImportError:  # an older transformers: gguf's own reader walks the whole file (seconds)
-            from gguf import GGUFReader
-
-            GGUFReader(gguf)
-            return
-        header = GgufHeader.from_file(str(gguf))  # the header and tensor table only, milliseconds
+        header = _gguf_header(gguf)
     except struct.error as exc:
         raise UnknownModelError(f"model '{gguf}': the GGUF file is truncated: it ends inside its header") from exc
     except (ValueError, KeyError, IndexError, OSError) as exc:
         raise UnknownModelError(f"model '{gguf}': a corrupt or truncated GGUF file: {_first_line(exc)}") from exc
+    if header is None:
+        return
     end = header.data_start + max((t.offset + t.nbytes for t in header.tensors), default=0)
     if end > size:
         raise UnknownModelError(
             f"model '{gguf}': the GGUF file is truncated: {size} bytes of the {end} its tensor table describes"
         )
+
+
+def _gguf_header(gguf: Path) -> Any:
+    """transformers' reading of the header and tensor table (milliseconds), or None once gguf's own
+    reader (the whole file, seconds) found it sound: an older transformers has no such reader, and
+    its reader lacks block types its converter handles (Gemma 3's Q4_K_M holds Q5_0 tensors). A file
+    both readers refuse raises gguf's error where transformers' only lacked a type, else its own."""
+    from gguf import GGUFReader
+
+    try:
+        from transformers.integrations.gguf.reader import GgufHeader
+    except ImportError:
+        GGUFReader(gguf)
+        return None
+    try:
+        return GgufHeader.from_file(str(gguf))
+    except ValueError as exc:
+        try:
+            GGUFReader(gguf)
+        except Exception:
+            if "not supported" in str(exc):
+                raise
+            raise exc from None
+        return None
 
 
 # what a transformers model folder holds: a config, weights, a tokenizer (any one of each list)
