@@ -119,24 +119,47 @@ def test_a_run_killed_at_five_points_resumes_to_the_same_results(uninterrupted, 
     print("requests lost in flight per kill:", lost_in_flight, "of at most", work["max_batch_requests"])
 
 
+class _Killed(Exception):
+    pass
+
+
 def test_sampled_repeats_resume_from_the_cache_with_their_own_seeds(harness_lm, tmp_path):
     # self-consistency: the same request k times, each a different sample; a run killed after some
-    # of them resumes with the others, and all equal the uninterrupted run's
+    # of them resumes with the others, and all equal the uninterrupted run's. Bit for bit: the rows
+    # left to compute then share batches differently, and a logit that rounds differently turns a
+    # near tie the other way (a gap of 8e-6 in these draws did, before a row's sums stopped
+    # depending on its batch mates and on which requests were left to compute)
     from test_generation import PROMPTS, requests
 
     from harness.models.hf import HarnessLM
     from harness.request_cache import RequestCache
 
+    class KilledAt(RequestCache):
+        """The run dies as its (k+1)-th result arrives: the k before it were written."""
+
+        def __init__(self, path, k: int):
+            super().__init__(path)
+            self.left = k
+
+        def add(self, key, kind, value):
+            if not self.left:
+                raise _Killed
+            self.left -= 1
+            super().add(key, kind, value)
+
     reqs = requests(
-        {"until": ["\n\n"], "max_gen_toks": 16, "do_sample": True, "temperature": 0.7}, PROMPTS[:2], repeats=4
+        {"until": ["\n\n"], "max_gen_toks": 24, "do_sample": True, "temperature": 0.7}, PROMPTS[:2], repeats=4
     )
     whole = HarnessLM(loaded=harness_lm.loaded, batch_size=4).generate_until(reqs, disable_tqdm=True)
     assert len(set(whole[:4])) > 1  # the repeats are different samples
-    killed = HarnessLM(loaded=harness_lm.loaded, batch_size=4)
-    killed.attach_request_cache(RequestCache(tmp_path / "cache.sqlite"))
-    killed.generate_until(reqs[:5], disable_tqdm=True)  # doc 0's four samples and doc 1's first
-    resumed = HarnessLM(loaded=harness_lm.loaded, batch_size=2)
-    resumed.attach_request_cache(RequestCache(tmp_path / "cache.sqlite"))
-    assert resumed.generate_until(reqs, disable_tqdm=True) == whole
-    work = resumed.report().work
-    assert (work.requests_from_cache, work.requests_computed) == (5, 3)
+    for killed_after, resumed_rows in ((2, 2), (4, 3), (5, 2), (6, 4)):
+        cache = tmp_path / f"cache-{killed_after}.sqlite"
+        killed = HarnessLM(loaded=harness_lm.loaded, batch_size=4)
+        killed.attach_request_cache(KilledAt(cache, killed_after))
+        with pytest.raises(_Killed):
+            killed.generate_until(reqs, disable_tqdm=True)
+        resumed = HarnessLM(loaded=harness_lm.loaded, batch_size=resumed_rows)
+        resumed.attach_request_cache(RequestCache(cache))
+        assert resumed.generate_until(reqs, disable_tqdm=True) == whole, killed_after
+        work = resumed.report().work
+        assert (work.requests_from_cache, work.requests_computed) == (killed_after, 8 - killed_after)

@@ -14,7 +14,9 @@ neither the OpenAI penalties nor a preamble held once for every row.
 
 Every row's tokens depend on its own prompt and (sampling) its own seeded noise stream only: the
 t-th token of a request always uses the t-th draw of its generator, whichever slot and batch mates
-it has, so continuous batching changes no sampled output.
+it has; and its logits are the same bits whatever its batch (admission groups of one prompt
+length, decode steps over every column, the preamble and the slots' width decided by all the
+call's prompts), so continuous batching, the batch size and a resume change no sampled output.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def continuous_applies(model: Any) -> bool:
 @dataclass
 class Row:
     request: int
-    lo: int  # first own column (before it: the admission group's left padding)
+    lo: int  # first own column (0: an admission group's prompts have one length, no padding)
     base: int  # the column the next fed token is written at
     prefix: int = -1  # the preamble it reads (an index into the buffers' prefixes; -1: none)
     prefix_len: int = 0
@@ -89,8 +91,15 @@ class ContinuousDecoder:
         per_slot = SlotBuffers.bytes_per_slot(self.model, width) + 2 * cfg.vocab_size * 8  # + its float64 scores
         return max(1, min(cap, rows, int(budget() * SLOT_SHARE) // per_slot))
 
-    def run_job(self, job: GenerationJob, batch_size: int | str, budget: Callable[[], int], sink: ResultSink) -> None:
-        """A GenerationJob's rows, each row's answer committed to the sink as it finishes."""
+    def run_job(
+        self,
+        job: GenerationJob,
+        batch_size: int | str,
+        budget: Callable[[], int],
+        sink: ResultSink,
+        basis: dict[Any, list[tuple]] | None = None,
+    ) -> None:
+        """A GenerationJob's rows, each row's answer committed to the sink as it finishes; basis: see run."""
         waiting = job.requests(list(job.rows))
         sink.started(waiting)
 
@@ -103,7 +112,7 @@ class ContinuousDecoder:
             waiting -= len(job.rows[i])
             sink.commit(waiting)
 
-        self.run(job.encoded, job.order, job.settings, job.row_seed, batch_size, budget, done, job.preamble_of)
+        self.run(job.encoded, job.order, job.settings, job.row_seed, batch_size, budget, done, job.preamble_of, basis)
 
     @torch.no_grad()
     def run(
@@ -116,9 +125,16 @@ class ContinuousDecoder:
         budget: Callable[[], int],
         done: Callable[[int, list[int]], None],
         preamble_of: Callable[[int], Any] = lambda i: None,
+        basis: dict[Any, list[tuple]] | None = None,
     ) -> None:
         """preamble_of(i): the group of prompts (a task) whose common prefix prompt i shares; each
-        group's preamble is computed once and held once, and rows of all groups share the batch."""
+        group's preamble is computed once and held once, and rows of all groups share the batch.
+
+        basis[group]: the prompts that decide the group's preamble (a superset of its prompts here:
+        the call's, those found in the request cache included). Where the preamble ends changes a
+        row's logits in their last bits, and under sampling a near tie can then go the other way; so
+        the split must not depend on which requests are left to compute, or a resumed run would not
+        equal the uninterrupted one. Given the split, a row's logits do not depend on its batch."""
         members: dict[Any, list[int]] = {}
         for i in order:
             self.group_of[i] = preamble_of(i)
@@ -126,14 +142,17 @@ class ContinuousDecoder:
         prefixes: list[tuple] = []
         prefix_of: dict[int, int] = {}
         own: dict[int, tuple] = {}
-        for group in members.values():
-            prefix = _common_prefix([prompts[i] for i in group])
+        basis = {**{group: [prompts[i] for i in rows] for group, rows in members.items()}, **(basis or {})}
+        preamble = {group: _common_prefix(basis[group]) for group in basis}
+        for group, rows in members.items():
+            prefix = preamble[group]
             if prefix:
                 prefixes.append(prefix)
-            for i in group:
+            for i in rows:
                 own[i] = prompts[i][len(prefix) :]
                 prefix_of[i] = len(prefixes) - 1 if prefix else -1
-        width = max(len(s) for s in own.values()) + settings.max_gen_toks
+        # a decode step attends a slot's every column: its width sets the rounding of the sums
+        width = max(len(p) - len(preamble[g]) for g, ps in basis.items() for p in ps) + settings.max_gen_toks
         slots = self.slots_for(len(order), width, batch_size, budget)
         # longest first: an admission group pads its prompts to its longest
         queue = deque(sorted(order, key=lambda i: -len(own[i])))
@@ -226,9 +245,13 @@ class ContinuousDecoder:
         seeds: dict[int, int | None],
         held: Callable[[int], int],
     ) -> tuple[list[Row], torch.Tensor]:
-        """Prefill the next waiting prompts into slots [first, first + n), left-padded to the longest."""
+        """Prefill the next waiting prompts of the head's length into slots [first, first + n)."""
         longest = len(own[queue[0]])
         n = max(1, min(free, len(queue), PREFILL_TOKENS // max(1, longest)))
+        # prompts of one length only (the queue runs longest first): padding would shift a row's
+        # columns, and with them the rounding of its attention sums, so a row's logits would depend
+        # on its admission mates
+        n = next((k for k in range(1, n) if len(own[queue[k]]) != longest), n)
         requests = [queue.popleft() for _ in range(n)]
         device = self.model.device
         ids = torch.full((n, longest), self.tokenizer.pad_token_id, dtype=torch.long)

@@ -77,8 +77,13 @@ def generate(lm: Any, requests: list, plan: Plan, todo: list[int], sink: ResultS
             lm.decoder, settings, encoded, seeds, rows, requests, lm.cache_hook, results, sink, pbar, task
         )
         if continuous(lm, settings):
+            # each task's preamble from all its prompts in the call, computed or found in the cache
+            basis: dict[str, list[tuple]] = defaultdict(list)
+            for i, (planned, prompt, _) in enumerate(plan):
+                if planned is settings:
+                    basis[task(i)].append(prompt)
             decoder = ContinuousDecoder(lm.model, lm.tokenizer, lm.work, task_work)
-            decoder.run_job(job, lm.gen_batch_size, lm.batcher.memory_budget, sink)
+            decoder.run_job(job, lm.gen_batch_size, lm.batcher.memory_budget, sink, basis)
         else:  # one task's requests: its work is what the runner did meanwhile
             before, started = replace(lm.work), time.perf_counter()
             lm.batcher.run(job.order, job, pbar, sink)

@@ -3,10 +3,13 @@ others keep decoding, each after its preamble (its task's shared prefix), whose 
 held once however many rows read it; rows of several preambles share one batch.
 
 Each slot is one row of a preallocated buffer per layer, (slots, kv heads, width, head dim): a
-request's own tokens (its prompt after the shared prefix, left-padded within its admission group,
-then what it generates) are written in place at its next column, never concatenated (a
-DynamicCache's torch.cat copies every row's whole cache at every step). Live requests always
-occupy slots [0, n), so the live part of a buffer is a plain slice and attends without a copy.
+request's own tokens (its prompt after the shared prefix, from column 0: an admission group's
+prompts have one length, see continuous.py; then what it generates) are written in place at its
+next column, never concatenated (a DynamicCache's torch.cat copies every row's whole cache at
+every step). Live requests always occupy slots [0, n), so the live part of a buffer is a plain
+slice and attends without a copy. A decode step attends every column of the slots, so a row's
+sums run over the same columns whoever its batch mates are, and round the same: a row's logits do
+not depend on its batch (a resumed run samples what the uninterrupted one did).
 
 The attention (slot_attention, reached through blocked_sdpa's `slots` keyword) takes the new
 queries, keys and values of the rows in the forward pass, writes the keys and values into their
@@ -137,9 +140,9 @@ def slot_attention(
         index = torch.arange(now.first, now.first + rows, device=key.device)
         keys[index, :, now.base] = key[:, :, 0].to(keys.dtype)
         values[index, :, now.base] = value[:, :, 0].to(values.dtype)
-        width = int(now.base.max()) + 1
+        width = keys.shape[2]
         return _attend(query, 0, width, keys[live], values[live], now, buffers, layer, scaling, sliding_window)
-    # an admission group: every row writes the same columns (left-padded prompts), and its queries
+    # an admission group: every row writes the same columns (prompts of one length), and its queries
     # go in blocks, each against the columns up to its last (a query never sees a later one)
     start = int(now.base[0])
     keys[live, :, start : start + q_len] = key.to(keys.dtype)
