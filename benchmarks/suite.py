@@ -3,7 +3,9 @@
 Families (the leaderboard's): MMLU 57 subjects 0-shot, BBH cot_fewshot (max_gen_toks 256 for both,
 as issue 26's bar), GLUE, SuperGLUE (the members the mirror holds), SAMSum, DialogSum, SQuAD,
 GSM8K CoT, WikiText. `--limit` documents per task (MMLU: per subject) keeps the whole suite near an
-hour here; SQuAD takes --squad-limit (one task: the issue's 500).
+hour here; SQuAD takes --squad-limit (one task: the issue's 500), WikiText --wikitext-limit pages
+(a page is one or more 8,192-token windows, whose attention is quadratic in the window: 20 pages,
+25 windows, took harness 957 s on one thread).
 
 Per family: documents, tokens computed (forward-pass tokens that are not padding), tokens generated,
 harness wall time, and lm-eval `--model hf`'s wall time on the same slice. lm-eval runs on a
@@ -34,7 +36,7 @@ FAMILIES = {
     "dialogsum": ("dialogsum", None, None),
     "squad": ("squad", "squad", None),
     "gsm8k_cot": ("gsm8k_cot", None, None),
-    "wikitext": ("wikitext", None, None),
+    "wikitext": ("wikitext", "wikitext", None),
 }
 
 
@@ -101,6 +103,7 @@ def main() -> int:
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--limit", type=int, default=20, help="documents per task (MMLU: per subject)")
     ap.add_argument("--squad-limit", type=int, default=500)
+    ap.add_argument("--wikitext-limit", type=int, default=3, help="WikiText pages")
     ap.add_argument("--lm-eval-share", type=float, default=0.25, help="share of each slice lm-eval runs (0: none)")
     ap.add_argument("--lm-eval-batch-size", type=int, default=32)
     args = ap.parse_args()
@@ -116,7 +119,7 @@ def main() -> int:
     rows = []
     for family in args.families.split(","):
         tasks, limit_name, max_gen = FAMILIES[family]
-        limit = args.squad_limit if limit_name == "squad" else args.limit
+        limit = {"squad": args.squad_limit, "wikitext": args.wikitext_limit}.get(limit_name or "", args.limit)
         ours = harness_family(args.model, tasks, limit, args.data_dir, max_gen)
         ref = how = None
         if args.lm_eval_share > 0:
@@ -132,7 +135,10 @@ def main() -> int:
             ref = building + (ref - building) * limit / sub
         rows.append((family, ours, ref, how))
         print(f"  {family}: harness {ours['seconds']:.1f} s" + (f", lm-eval {ref:.1f} s ({how})" if ref else ""))
-    print(f"\n{args.model}, --limit {args.limit} (SQuAD {args.squad_limit}), lm-eval batch {args.lm_eval_batch_size}")
+    print(
+        f"\n{args.model}, --limit {args.limit} (SQuAD {args.squad_limit}, WikiText {args.wikitext_limit}),"
+        f" lm-eval batch {args.lm_eval_batch_size}"
+    )
     head = f"{'family':<18}{'docs':>7}{'computed':>11}{'generated':>10}{'harness s':>11}{'lm-eval s':>11}{'ratio':>7}  lm-eval"
     print(head)
     total_ours = total_ref = 0.0
