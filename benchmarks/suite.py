@@ -119,7 +119,7 @@ def main() -> int:
     rows = []
     for family in args.families.split(","):
         tasks, limit_name, max_gen = FAMILIES[family]
-        limit = {"squad": args.squad_limit, "wikitext": args.wikitext_limit}.get(limit_name or "", args.limit)
+        limit = {"squad": args.squad_limit, "wikitext": args.wikitext_limit}.get(limit_name, args.limit)
         ours = harness_family(args.model, tasks, limit, args.data_dir, max_gen)
         ref = how = None
         if args.lm_eval_share > 0:

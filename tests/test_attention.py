@@ -124,7 +124,7 @@ def test_bf16_slot_attention_is_as_close_to_float64_as_torch_sdpa_in_bf16():
     scratch.keys[0][0], scratch.values[0][0] = prefix_key[0], prefix_value[0]
     held = buffers.hold_prefix(scratch.take_prefix(0, cached), cached)
     zero = torch.zeros(rows, dtype=torch.long)
-    buffers.current = Pass.of(0, zero, zero, [held] * rows, buffers)  # an admission group: whole prompts
+    buffers.current = Pass.of(0, zero, [held] * rows, buffers)  # an admission group: whole prompts
     query = (2 * torch.randn(rows, heads, q_len, dim)).bfloat16()
     key, value = (
         torch.randn(2, rows, heads // groups, q_len, dim) * torch.tensor([2.0, 1.0])[:, None, None, None, None]
@@ -138,7 +138,7 @@ def test_bf16_slot_attention_is_as_close_to_float64_as_torch_sdpa_in_bf16():
     ours, torch_bf16 = bf16_errors(out, query, full_key, full_value, allowed, groups)
     assert ours <= torch_bf16
     # then a decoding step: one new query, key and value per row, written at column q_len
-    buffers.current = Pass.of(0, torch.full((rows,), q_len), zero, [held] * rows, buffers)
+    buffers.current = Pass.of(0, torch.full((rows,), q_len), [held] * rows, buffers)
     query = (2 * torch.randn(rows, heads, 1, dim)).bfloat16()
     key, value = torch.randn(2, rows, heads // groups, 1, dim).bfloat16()
     out = slot_attention(module, query, key, value, buffers, None, None)

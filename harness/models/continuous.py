@@ -64,7 +64,6 @@ def continuous_applies(model: Any) -> bool:
 @dataclass
 class Row:
     request: int
-    lo: int  # first own column (0: an admission group's prompts have one length, no padding)
     base: int  # the column the next fed token is written at
     prefix: int = -1  # the preamble it reads (an index into the buffers' prefixes; -1: none)
     prefix_len: int = 0
@@ -142,7 +141,7 @@ class ContinuousDecoder:
         prefixes: list[tuple] = []
         prefix_of: dict[int, int] = {}
         own: dict[int, tuple] = {}
-        basis = {**{group: [prompts[i] for i in rows] for group, rows in members.items()}, **(basis or {})}
+        basis = basis or {group: [prompts[i] for i in rows] for group, rows in members.items()}
         preamble = {group: _common_prefix(basis[group]) for group in basis}
         for group, rows in members.items():
             prefix = preamble[group]
@@ -154,7 +153,7 @@ class ContinuousDecoder:
         # a decode step attends a slot's every column: its width sets the rounding of the sums
         width = max(len(p) - len(preamble[g]) for g, ps in basis.items() for p in ps) + settings.max_gen_toks
         slots = self.slots_for(len(order), width, batch_size, budget)
-        # longest first: an admission group pads its prompts to its longest
+        # longest first, so the prompts of one length, which an admission group takes, sit together
         queue = deque(sorted(order, key=lambda i: -len(own[i])))
         while queue:
             try:
@@ -228,7 +227,7 @@ class ContinuousDecoder:
         """A preamble's keys and values, computed once (a slot of its own, then held once); its index."""
         scratch = SlotBuffers(self.model, 1, len(prefix))
         zero = torch.zeros(1, dtype=torch.long, device=self.model.device)
-        scratch.current = Pass(first=0, base=zero, lo=zero)  # the scratch holds no prefix to attend
+        scratch.current = Pass(first=0, base=zero)  # the scratch holds no prefix to attend
         ids = torch.tensor([prefix], device=self.model.device)
         positions = torch.arange(len(prefix), device=self.model.device)[None]
         self._forward({group: len(prefix)}, input_ids=ids, position_ids=positions, slots=scratch)
@@ -246,32 +245,26 @@ class ContinuousDecoder:
         held: Callable[[int], int],
     ) -> tuple[list[Row], torch.Tensor]:
         """Prefill the next waiting prompts of the head's length into slots [first, first + n)."""
-        longest = len(own[queue[0]])
-        n = max(1, min(free, len(queue), PREFILL_TOKENS // max(1, longest)))
+        length = len(own[queue[0]])
+        n = max(1, min(free, len(queue), PREFILL_TOKENS // max(1, length)))
         # prompts of one length only (the queue runs longest first): padding would shift a row's
         # columns, and with them the rounding of its attention sums, so a row's logits would depend
         # on its admission mates
-        n = next((k for k in range(1, n) if len(own[queue[k]]) != longest), n)
+        n = next((k for k in range(1, n) if len(own[queue[k]]) != length), n)
         requests = [queue.popleft() for _ in range(n)]
         device = self.model.device
-        ids = torch.full((n, longest), self.tokenizer.pad_token_id, dtype=torch.long)
-        positions = torch.zeros((n, longest), dtype=torch.long)
+        ids = torch.tensor([own[i] for i in requests], dtype=torch.long)
+        positions = torch.zeros((n, length), dtype=torch.long)
         rows = []
         for r, i in enumerate(requests):
-            lo = longest - len(own[i])
             prefix = held(i)
             before = buffers.prefix_lens[prefix] if prefix >= 0 else 0
-            ids[r, lo:] = torch.tensor(own[i], dtype=torch.long)
-            positions[r, lo:] = torch.arange(before, before + len(own[i]))
+            positions[r] = torch.arange(before, before + length)
             seed = seeds.get(i)
             generator = row_generator(seed, device) if settings.do_sample and seed is not None else None
-            rows.append(Row(request=i, lo=lo, base=longest, prefix=prefix, prefix_len=before, generator=generator))
+            rows.append(Row(request=i, base=length, prefix=prefix, prefix_len=before, generator=generator))
         buffers.current = Pass.of(
-            first,
-            torch.zeros(n, dtype=torch.long, device=device),
-            torch.tensor([r.lo for r in rows], device=device),
-            [r.prefix for r in rows],
-            buffers,
+            first, torch.zeros(n, dtype=torch.long, device=device), [r.prefix for r in rows], buffers
         )
         shares: dict[Any, int] = defaultdict(int)
         for i in requests:
@@ -284,13 +277,9 @@ class ContinuousDecoder:
         """One decoding step of every live row: its last token in, the next token's logits out."""
         device = self.model.device
         ids = torch.tensor([[r.tokens[-1]] for r in live], device=device)
-        positions = torch.tensor([[r.prefix_len + r.base - r.lo] for r in live], device=device)
+        positions = torch.tensor([[r.prefix_len + r.base] for r in live], device=device)
         buffers.current = Pass.of(
-            0,
-            torch.tensor([r.base for r in live], device=device),
-            torch.tensor([r.lo for r in live], device=device),
-            [r.prefix for r in live],
-            buffers,
+            0, torch.tensor([r.base for r in live], device=device), [r.prefix for r in live], buffers
         )
         shares: dict[Any, int] = defaultdict(int)
         for r in live:

@@ -16,7 +16,7 @@ queries, keys and values of the rows in the forward pass, writes the keys and va
 slots and attends, in one softmax, the row's preamble (the queries of the rows that read it against
 its keys, held once: no per-row copy, no repeat per query-head group; with several preambles in a
 pass each row's scores are padded to the longest, the padding weightless) and each row's own
-columns up to its own (masked per row: its padding and unwritten columns take no weight). Sliding-window
+columns up to its own (masked per row: its unwritten columns take no weight). Sliding-window
 layers (Gemma 3) mask by absolute position, as transformers' sliding-window mask does.
 
 A model in bfloat16 or float16 keeps its slots in float32 (the keys and values are its own, held
@@ -38,29 +38,28 @@ QUERY_BLOCK = 128  # a prefill's queries go in blocks of this many (bounded scor
 @dataclass
 class Pass:
     """The rows of one forward pass: slots [first, first + rows); row r's queries sit at its own
-    columns base[r] + i, its own tokens begin at column lo[r] (before: padding). spans: which rows
+    columns base[r] + i, its own tokens begin at column 0 (nothing is padded). spans: which rows
     read which held preamble, as (index into SlotBuffers.prefixes, the rows, None for all of them);
     prefix_len: each row's preamble length (None: no row has one)."""
 
     first: int
     base: torch.Tensor  # (rows,) long
-    lo: torch.Tensor  # (rows,) long
     spans: list[tuple[int, torch.Tensor | None]] = field(default_factory=list)
     prefix_len: torch.Tensor | None = None  # (rows,) long
 
     @staticmethod
-    def of(first: int, base: torch.Tensor, lo: torch.Tensor, prefixes: list[int], buffers: SlotBuffers) -> Pass:
+    def of(first: int, base: torch.Tensor, prefixes: list[int], buffers: SlotBuffers) -> Pass:
         """The pass of rows whose preambles are prefixes[r] (an index into buffers.prefixes, or -1)."""
         device = base.device
         present = sorted({p for p in prefixes if p >= 0})
         if not present:
-            return Pass(first, base, lo)
+            return Pass(first, base)
         if len(present) == 1 and len(set(prefixes)) == 1:
             spans: list[tuple[int, torch.Tensor | None]] = [(present[0], None)]
         else:
             spans = [(p, torch.tensor([r for r, q in enumerate(prefixes) if q == p], device=device)) for p in present]
         lengths = torch.tensor([buffers.prefix_lens[p] if p >= 0 else 0 for p in prefixes], device=device)
-        return Pass(first, base, lo, spans, lengths)
+        return Pass(first, base, spans, lengths)
 
 
 def slot_dtype(model: Any) -> torch.dtype:
@@ -188,12 +187,11 @@ def _attend(
     scores = torch.matmul(grouped, own_k.transpose(-1, -2)) * scale  # (rows, kv, gq, width)
     column = torch.arange(width, device=query.device)
     at = now.base[:, None] + offset + torch.arange(q_len, device=query.device)[None, :]  # (rows, q): query columns
-    visible = (column[None, None, :] <= at[:, :, None]) & (column[None, None, :] >= now.lo[:, None, None])
-    visible |= column[None, None, :] == at[:, :, None]  # a padding query sees itself (finite junk, never read)
+    visible = column[None, None, :] <= at[:, :, None]
     before = 0 if now.prefix_len is None else now.prefix_len[:, None]
-    q_pos = before + at - now.lo[:, None]  # absolute positions: preamble columns 0.., own columns after lo
+    q_pos = before + at  # absolute positions: preamble columns 0.., own columns after
     if sliding_window is not None:
-        k_pos = before + column[None, :] - now.lo[:, None]  # (rows, width)
+        k_pos = before + column[None, :]  # (rows, width)
         visible &= (q_pos[:, :, None] - k_pos[:, None, :]) < sliding_window
     mask = visible[:, None, None].expand(rows, 1, groups, q_len, width).reshape(rows, 1, groups * q_len, width)
     scores = scores.masked_fill(~mask, float("-inf"))
