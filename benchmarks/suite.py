@@ -3,10 +3,9 @@
 Families (the leaderboard's): MMLU 57 subjects 0-shot, BBH cot_fewshot (max_gen_toks 256 for both,
 as issue 26's bar), GLUE, SuperGLUE (the members the mirror holds), SAMSum, DialogSum, SQuAD,
 GSM8K CoT, WikiText. `--limit` documents per task (MMLU: per subject; default 6) keeps the whole
-invocation under an hour here (--limit 10 took 75 minutes on one thread); SQuAD takes --squad-limit
-(one task: the issue's 500), WikiText --wikitext-limit pages
-(a page is one or more 8,192-token windows, whose attention is quadratic in the window: 20 pages,
-25 windows, took harness 957 s on one thread).
+invocation under an hour here (benchmarks/RESULTS.md has the measured runs); SQuAD takes
+--squad-limit (one task: the issue's 500), WikiText --wikitext-limit pages (a page is one or more
+8,192-token windows, whose attention is quadratic in the window).
 
 Per family: documents, tokens computed (forward-pass tokens that are not padding), tokens generated,
 harness wall time, and lm-eval `--model hf`'s wall time on the same slice. lm-eval runs on a
